@@ -1,0 +1,29 @@
+/* runtime.h: the Lua state, its stdlib, and running the test script on the event loop. */
+#pragma once
+
+#include <lua.h>
+#include <systemd/sd-event.h>
+
+typedef struct Runtime Runtime;
+typedef void (*runtime_cleanup_fn)(void);
+
+int runtime_new(Runtime **ret);
+void runtime_free(Runtime *rt);  /* runs the cleanups (nodes, networks) last first */
+
+lua_State *runtime_lua(Runtime *rt);
+sd_event *runtime_event(Runtime *rt);
+
+/* Called by modules that own resources which must go when the run ends. */
+void runtime_add_cleanup(runtime_cleanup_fn fn);
+
+/* Load the script; a syntax or I/O error is returned as one line "file:line: message". */
+int runtime_load_script(Runtime *rt, const char *path, char **ret_error);
+int runtime_push_script(Runtime *rt);
+
+/* Run the loaded script as a task. Returns the exit status: 0 passed, 1 failed (the report
+ * was logged), 4 global timeout, 128+N a signal. */
+int runtime_run_script(Runtime *rt);
+
+/* Run the function with nargs arguments on top of the stack as a task and report a
+ * failure; same return values. */
+int runtime_call(Runtime *rt, int nargs, const char *name);

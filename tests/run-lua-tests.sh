@@ -1,0 +1,40 @@
+#!/bin/sh
+# run-lua-tests.sh: run every tests/lua/*.lua with the built moonrig. A test's header lines
+# say what must happen:
+#   -- expect-exit: N          the exit status (default 0)
+#   -- expect-output: TEXT     TEXT must appear in stdout+stderr (may repeat)
+#   -- reject-output: TEXT     TEXT must not appear
+#   -- args: ARGS              extra moonrig arguments before the script
+set -u
+moonrig=${MOONRIG:-./moonrig}
+srcdir=${SRCDIR:-.}
+pass=0; fail=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+for t in "$srcdir"/tests/lua/*.lua; do
+  name=$(basename "$t")
+  want=$(sed -n 's/^-- expect-exit: *\([0-9]*\).*/\1/p' "$t" | head -n1)
+  want=${want:-0}
+  args=$(sed -n 's/^-- args: *//p' "$t" | head -n1)
+  (cd "$srcdir/tests/lua" && NO_COLOR=1 "$moonrig" $args "$t") >"$tmp/out" 2>&1
+  got=$?
+  why=""
+  [ "$got" = "$want" ] || why="exit $got, wanted $want"
+  while IFS= read -r text; do
+    grep -qF -- "$text" "$tmp/out" || why="${why:+$why; }missing output: $text"
+  done <<EOT
+$(sed -n 's/^-- expect-output: //p' "$t")
+EOT
+  while IFS= read -r text; do
+    [ -n "$text" ] && grep -qF -- "$text" "$tmp/out" && why="${why:+$why; }unexpected output: $text"
+  done <<EOT
+$(sed -n 's/^-- reject-output: //p' "$t")
+EOT
+  if [ -z "$why" ]; then
+    pass=$((pass+1)); echo "ok - $name"
+  else
+    fail=$((fail+1)); echo "not ok - $name ($why)"
+    tail -n 40 "$tmp/out" | sed 's/^/#   /'
+  fi
+done
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
