@@ -404,3 +404,26 @@ end
 
 _G.expect = expect
 _G.failure = failure
+
+---------------------------------------------------------------------------------------------
+-- Interactive mode (moonrig -I) runs the script once to take its node declarations: the first
+-- action (a wait, a node command, a subtest) stops that pass with internal.STOP. test_script()
+-- then runs the whole script, and declaring a node that exists returns it.
+
+local STOP = setmetatable({}, { __tostring = function() return "declarations taken" end })
+internal.STOP = STOP
+internal.declaring = false
+
+function internal.action()
+  if internal.declaring then error(STOP, 0) end
+end
+
+do
+  local c_sleep, c_parallel = sleep, parallel
+  function sleep(seconds) internal.action(); return c_sleep(seconds) end
+  function parallel(...) internal.action(); return c_parallel(...) end
+  local lua_subtest, lua_retry, lua_nested = subtest, retry, _G.nested
+  function subtest(...) internal.action(); return lua_subtest(...) end
+  function retry(...) internal.action(); return lua_retry(...) end
+  _G.nested = function(...) internal.action(); return lua_nested(...) end
+end
