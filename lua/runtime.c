@@ -209,9 +209,18 @@ int runtime_call(Runtime *rt, int nargs, const char *name) {
         if (code != 0)
                 return code;
         if (!ok) {
+                /* A mistake in the script's declarations (a bad node name, an unknown option)
+                 * is bad usage, like a syntax error; anything else is a failed test. */
+                int status = 1;
+                if (lua_istable(L, -1)) {
+                        lua_getfield(L, -1, "kind");
+                        if (lua_isstring(L, -1) && streq(lua_tostring(L, -1), "UsageError"))
+                                status = 2;
+                        lua_pop(L, 1);
+                }
                 report_failure(rt);
                 lua_pop(L, 1);
-                return 1;
+                return status;
         }
         return 0;
 }

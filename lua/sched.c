@@ -224,7 +224,7 @@ static int wait_continue(lua_State *L, int status, lua_KContext ctx) {
         return lua_gettop(L) - (base + 1);
 }
 
-int sched_yield(lua_State *L, Wait *w) {
+int sched_suspend(lua_State *L, Wait *w) {
         Task *t = w->task;
         t->wait = w;
         int base = lua_gettop(L);
@@ -448,7 +448,7 @@ static int l_sleep(lua_State *L) {
         }
         w->data = src;
         w->cancel = timer_cancel;
-        return sched_yield(L, w);
+        return sched_suspend(L, w);
 }
 
 /* ---- parallel ---- */
@@ -531,7 +531,7 @@ static int l_parallel(lua_State *L) {
         }
         w->data = j;
         w->cancel = join_cancel;
-        return sched_yield(L, w);
+        return sched_suspend(L, w);
 }
 
 static int l_set_failure_constructor(lua_State *L) {

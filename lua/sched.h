@@ -30,11 +30,11 @@ lua_State *sched_main_state(void);
 /* Make a task running fn (on the top of L's stack, popped) with nargs arguments below it. */
 Task *sched_spawn(lua_State *L, const char *name, int nargs);
 
-/* Inside a C function called from a task: create the wait, then `return sched_yield(L, w)`.
+/* Inside a C function called from a task: create the wait, then `return sched_suspend(L, w)`.
  * The waiter later calls sched_wake_ok/sched_wake_error, which resumes the task; the C
  * function's caller then receives the values pushed by the waker. */
 Wait *sched_wait_new(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int sched_yield(lua_State *L, Wait *w);
+int sched_suspend(lua_State *L, Wait *w);
 
 /* Resume the waiting task. push() pushes the result values onto the given state and
  * returns how many (may be NULL for none). */
