@@ -83,6 +83,7 @@ int runtime_new(Runtime **ret) {
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);   /* sd-event's child sources need it blocked */
         sigprocmask(SIG_BLOCK, &mask, NULL);
         static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
         for (size_t i = 0; i < ELEMENTSOF(sigs); i++) {

@@ -113,7 +113,10 @@ static const char *kind_key(ConfigMachineKind kind) {
         return kind == CONFIG_VM ? "vms" : "containers";
 }
 
-static int parse_machines(Config *c, ConfigMachineKind kind, json_t *map, const char *file, char **ret_error) {
+/* other: the map of the other kind when it was read already, else NULL. Names are unique
+ * within a map (duplicate keys are refused), so only the other map can hold a clash. */
+static int parse_machines(Config *c, ConfigMachineKind kind, json_t *map, json_t *other, const char *file,
+                          char **ret_error) {
         const char *section = kind_key(kind);
         const char *key;
         json_t *entry;
@@ -122,10 +125,18 @@ static int parse_machines(Config *c, ConfigMachineKind kind, json_t *map, const 
                 return fail(ret_error, file, section, "expected an object mapping machine names to {\"name\", \"start_script\"}, got %s",
                             type_name(map));
 
+        /* Room for the whole map at once: growing by one is quadratic for big configs. */
+        if (json_object_size(map) > 0) {
+                ConfigMachine *m = reallocarray(c->machines, c->n_machines + json_object_size(map), sizeof(ConfigMachine));
+
+                if (!m)
+                        return -ENOMEM;
+                c->machines = m;
+        }
+
         json_object_foreach(map, key, entry) {
                 _cleanup_free_ char *path = NULL, *name_path = NULL, *script_path = NULL;
                 _cleanup_free_ char *name = NULL, *script = NULL;
-                ConfigMachine *m;
                 json_t *v;
 
                 if (!config_machine_name_is_valid(key)) {
@@ -181,21 +192,15 @@ static int parse_machines(Config *c, ConfigMachineKind kind, json_t *map, const 
                 if (json_string_length(v) == 0)
                         return fail(ret_error, file, script_path, "empty path");
 
-                for (size_t i = 0; i < c->n_machines; i++)
-                        if (streq(c->machines[i].name, key)) {
-                                return fail(ret_error, file, path,
-                                            "the name \"%s\" is already used by %s.%s; machine names must be unique across vms and containers",
-                                            key, kind_key(c->machines[i].kind), key);
-                        }
+                if (other && json_object_get(other, key))
+                        return fail(ret_error, file, path,
+                                    "the name \"%s\" is already used by %s.%s; machine names must be unique across vms and containers",
+                                    key, kind_key(kind == CONFIG_VM ? CONFIG_CONTAINER : CONFIG_VM), key);
 
                 name = strdup(key);
                 script = strdup(json_string_value(v));
                 if (!name || !script)
                         return -ENOMEM;
-                m = reallocarray(c->machines, c->n_machines + 1, sizeof(ConfigMachine));
-                if (!m)
-                        return -ENOMEM;
-                c->machines = m;
                 c->machines[c->n_machines++] = (ConfigMachine) {
                         .name = TAKE_PTR(name),
                         .start_script = TAKE_PTR(script),
@@ -206,6 +211,7 @@ static int parse_machines(Config *c, ConfigMachineKind kind, json_t *map, const 
 }
 
 static int parse_vlans(Config *c, json_t *list, const char *file, char **ret_error) {
+        bool seen[CONFIG_VLAN_MAX + 1] = {};
         size_t i;
         json_t *v;
 
@@ -214,13 +220,14 @@ static int parse_vlans(Config *c, json_t *list, const char *file, char **ret_err
 
         free(c->vlans);
         c->n_vlans = 0;
-        c->vlans = calloc(json_array_size(list) ?: 1, sizeof(unsigned));
+        /* Unique values fit in CONFIG_VLAN_MAX + 1 slots, however long the list. */
+        c->vlans = calloc(json_array_size(list) < CONFIG_VLAN_MAX + 1 ? json_array_size(list) ?: 1 : CONFIG_VLAN_MAX + 1,
+                          sizeof(unsigned));
         if (!c->vlans)
                 return -ENOMEM;
 
         json_array_foreach(list, i, v) {
                 json_int_t n;
-                bool seen = false;
                 char path[32];
 
                 snprintf(path, sizeof path, "vlans[%zu]", i);
@@ -242,11 +249,10 @@ static int parse_vlans(Config *c, json_t *list, const char *file, char **ret_err
                                     CONFIG_VLAN_MAX, n);
 
                 /* nixpkgs already deduplicates; out-of-tree generators may not. */
-                for (size_t k = 0; k < c->n_vlans; k++)
-                        if (c->vlans[k] == (unsigned) n)
-                                seen = true;
-                if (!seen)
+                if (!seen[n]) {
+                        seen[n] = true;
                         c->vlans[c->n_vlans++] = (unsigned) n;
+                }
         }
         return 0;
 }
@@ -286,9 +292,9 @@ int config_parse_string(const char *json, size_t len, const char *filename, Conf
         _cleanup_(config_freep) Config *c = NULL;
         json_auto_t *root = NULL;
         const char *file = filename ?: "config";
+        json_t *v, *vms = NULL, *containers = NULL;
         json_error_t err;
         const char *key;
-        json_t *v;
         int r;
 
         *ret = NULL;
@@ -325,10 +331,13 @@ int config_parse_string(const char *json, size_t len, const char *filename, Conf
 
         /* In file order, so that machines keep the order the file gives them. */
         json_object_foreach(root, key, v) {
-                if (streq(key, "vms"))
-                        r = parse_machines(c, CONFIG_VM, v, file, ret_error);
-                else if (streq(key, "containers"))
-                        r = parse_machines(c, CONFIG_CONTAINER, v, file, ret_error);
+                if (streq(key, "vms")) {
+                        r = parse_machines(c, CONFIG_VM, v, containers, file, ret_error);
+                        vms = v;
+                } else if (streq(key, "containers")) {
+                        r = parse_machines(c, CONFIG_CONTAINER, v, vms, file, ret_error);
+                        containers = v;
+                }
                 else if (streq(key, "vlans"))
                         r = parse_vlans(c, v, file, ret_error);
                 else if (streq(key, "global_timeout"))

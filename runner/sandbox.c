@@ -105,6 +105,10 @@ int sandbox_enter(void) {
                 return -errno;
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
                 return -errno;
+        /* The run's state (node roots, sockets, the shared directory) lives on a tmpfs of this
+         * namespace: it goes when the run goes, however it ends. */
+        if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                return -errno;
         int r = loopback_up();
         if (r < 0)
                 return r;

@@ -566,6 +566,10 @@ static void test_usage_lists_every_option(void **state) {
                         fail_msg("usage lacks %s", visible[i]);
         /* Hidden, as in the NixOS driver. */
         assert_null(strstr(u, "keep-vm-state"));
+        /* Fits an 80-column terminal. */
+        for (const char *l = u; *l; l += strcspn(l, "\n") + 1)
+                if (strcspn(l, "\n") > 79)
+                        fail_msg("usage line too long: %.*s", (int) strcspn(l, "\n"), l);
 }
 
 int main(void) {
