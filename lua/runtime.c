@@ -44,7 +44,17 @@ void runtime_add_cleanup(runtime_cleanup_fn fn) {
                 rt->cleanups[rt->n_cleanups++] = fn;
 }
 
+static runtime_interrupt_fn interrupt_handler;
+
+void runtime_set_interrupt_handler(runtime_interrupt_fn fn) {
+        interrupt_handler = fn;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        if (si->ssi_signo == SIGINT && interrupt_handler) {
+                interrupt_handler();
+                return 0;
+        }
         log_warning("received signal %s, stopping", strsignal((int) si->ssi_signo));
         sched_stop(128 + (int) si->ssi_signo);
         return 0;

@@ -13,6 +13,10 @@ void runtime_free(Runtime *rt);  /* runs the cleanups (nodes, networks) last fir
 lua_State *runtime_lua(Runtime *rt);
 sd_event *runtime_event(Runtime *rt);
 
+/* The REPL takes Ctrl-C (SIGINT) instead of stopping the run; NULL gives it back. */
+typedef void (*runtime_interrupt_fn)(void);
+void runtime_set_interrupt_handler(runtime_interrupt_fn fn);
+
 /* Called by modules that own resources which must go when the run ends. */
 void runtime_add_cleanup(runtime_cleanup_fn fn);
 

@@ -27,7 +27,7 @@ void sched_done(void);
 sd_event *sched_event(void);
 lua_State *sched_main_state(void);
 
-/* Make a task running fn (on the top of L's stack, popped) with nargs arguments below it. */
+/* Make a task running fn with nargs arguments above it on L's stack (all popped). */
 Task *sched_spawn(lua_State *L, const char *name, int nargs);
 
 /* Inside a C function called from a task: create the wait, then `return sched_suspend(L, w)`.

@@ -50,6 +50,7 @@ internal.fail_with = fail_with
 -- Message handler for xpcall: make the error a failure that remembers the frames where it
 -- was raised, before the stack unwinds.
 local function capture(e)
+  if e == internal.STOP then return e end
   if not is_failure(e) then e = failure("Error", tostring(e)) end
   if not e.frames then
     local frames, level = {}, 2

@@ -5,6 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 sh tests/setup-debian.sh
 make -C build -s check VERBOSE=1 || { cat build/test-suite.log; exit 1; }
+make -C build -s integration
 make -C build -s distcheck >/dev/null
 # Sanitizer build and its tests.
 mkdir -p build-asan
@@ -12,4 +13,5 @@ mkdir -p build-asan
     CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
     LDFLAGS="-fsanitize=address,undefined"; } && make -s -j"$(nproc)" )
 ASAN_OPTIONS=detect_leaks=1 make -C build-asan -s check VERBOSE=1 || { cat build-asan/test-suite.log; exit 1; }
+ASAN_OPTIONS=detect_leaks=0 make -C build-asan -s integration
 echo "all test suites passed"

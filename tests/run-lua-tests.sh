@@ -1,5 +1,5 @@
 #!/bin/sh
-# run-lua-tests.sh: run every tests/lua/*.lua with the built moonrig. A test's header lines
+# run-lua-tests.sh [DIR]: run every DIR/*.lua (default tests/lua) with the built moonrig. A test's header lines
 # say what must happen:
 #   -- expect-exit: N          the exit status (default 0)
 #   -- expect-output: TEXT     TEXT must appear in stdout+stderr (may repeat)
@@ -8,14 +8,16 @@
 set -u
 moonrig=${MOONRIG:-./moonrig}
 srcdir=${SRCDIR:-.}
+dir=${1:-tests/lua}
 pass=0; fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-for t in "$srcdir"/tests/lua/*.lua; do
+for t in "$srcdir"/$dir/*.lua; do
   name=$(basename "$t")
   want=$(sed -n 's/^-- expect-exit: *\([0-9]*\).*/\1/p' "$t" | head -n1)
   want=${want:-0}
   args=$(sed -n 's/^-- args: *//p' "$t" | head -n1)
-  (cd "$srcdir/tests/lua" && NO_COLOR=1 "$moonrig" $args "$t") >"$tmp/out" 2>&1
+  mkdir -p "$tmp/o-$name"
+  (cd "$srcdir/$dir" && NO_COLOR=1 "$moonrig" -o "$tmp/o-$name" $args "$t") >"$tmp/out" 2>&1
   got=$?
   why=""
   [ "$got" = "$want" ] || why="exit $got, wanted $want"

@@ -1,0 +1,1014 @@
+/* container.c: boot a systemd-nspawn container and follow it on sd-event: readiness from our notify
+ * socket (READY=1, X_NSPAWN_LEADER_PID=), console lines from its output, shutdown, reboot (nspawn
+ * exits with 133: we start it again on the same root), crash, and commands through exec.c. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <systemd/sd-id128.h>
+
+#include "container.h"
+#include "util.h"
+
+#define BOOT_TIMEOUT_DEFAULT (90 * 1000000ULL)
+#define SHUTDOWN_TIMEOUT_DEFAULT (30 * 1000000ULL)
+#define NSPAWN_EXIT_REBOOT 133
+#define LAST_LINES 20
+#define LINE_MAX_LEN 4096
+#define INOTIFY_PER_CONTAINER 8
+#define INOTIFY_HOST_RESERVE 128
+#define INOTIFY_SYSCTL "/proc/sys/fs/inotify/max_user_instances"
+#define KILL_GRACE_USEC (3 * 1000000ULL)
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+typedef enum State {
+        STATE_STOPPED,
+        STATE_BOOTING,     /* nspawn runs, READY=1 not seen or the login env not computed yet */
+        STATE_READY,
+        STATE_STOPPING,    /* poweroff requested */
+        STATE_REBOOTING,   /* reboot requested: nspawn will exit with 133 and we start it again */
+        STATE_KILLING,     /* crash, boot timeout, or a boot that failed */
+} State;
+
+struct Container {
+        sd_event *event;
+        ContainerConfig cfg;            /* deep copy */
+        HostImageFile *files;
+        ContainerCallbacks cb;
+        void *userdata;
+
+        HostImage *image;
+        State state;
+        bool boot_pending;              /* on_ready owed for this boot */
+        bool ready_seen;
+        unsigned dispatching;           /* inside one of our handlers */
+        bool doomed;                    /* container_free was called from a callback */
+
+        pid_t nspawn;
+        sd_event_source *nspawn_source;
+        pid_t leader;
+        int leader_pidfd;
+
+        int notify_fd;
+        char notify_name[108];
+        sd_event_source *notify_source;
+
+        sd_event_source *console_source;
+        char line[LINE_MAX_LEN];
+        size_t line_len;
+        char *last[LAST_LINES];
+        size_t n_last;                  /* lines seen; last[n_last % LAST_LINES] is the oldest */
+
+        sd_event_source *boot_timer, *shutdown_timer, *kill_timer;
+        sd_event_source *deferred_source;   /* reports a failure to prepare the root */
+        int deferred_error;
+        char *deferred_message;
+        ExecJob *env_job;
+        char **login_env;
+        const char *shell, *cwd;
+};
+
+static int spawn_nspawn(Container *c);
+static void container_destroy(Container *c);
+
+/* ---- small helpers ---- */
+
+static int pidfd_open_(pid_t pid) {
+        return (int) syscall(SYS_pidfd_open, pid, 0);
+}
+
+static char **strv_copy(char **v) {
+        size_t n = 0;
+        char **w;
+
+        if (!v)
+                return NULL;
+        while (v[n])
+                n++;
+        w = calloc(n + 1, sizeof(char *));
+        if (!w)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(w[i] = strdup(v[i]))) {
+                        strv_free(w);
+                        return NULL;
+                }
+        return w;
+}
+
+static int strv_push_fmt(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);
+static int strv_push_fmt(char ***v, size_t *n, const char *fmt, ...) {
+        char **w = realloc(*v, (*n + 2) * sizeof(char *));
+        va_list ap;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        *v = w;
+        va_start(ap, fmt);
+        r = vasprintf(&w[*n], fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                w[*n] = NULL;
+                return -ENOMEM;
+        }
+        w[++*n] = NULL;
+        return 0;
+}
+
+static bool find_in_path(const char *name, char *buf, size_t size) {
+        const char *path = getenv("PATH");
+        _cleanup_free_ char *copy = strdup(path && *path ? path : DEFAULT_PATH);
+        char *save = NULL;
+
+        if (!copy)
+                return false;
+        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                snprintf(buf, size, "%s/%s", d, name);
+                if (access(buf, X_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* ---- preflight ---- */
+
+static int read_uint(const char *path, unsigned long *ret) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+
+        if (!f)
+                return -errno;
+        return fscanf(f, "%lu", ret) == 1 ? 0 : -EIO;
+}
+
+int container_preflight(unsigned n_containers, char **ret_message) {
+        unsigned long limit, need = (unsigned long) n_containers * INOTIFY_PER_CONTAINER + INOTIFY_HOST_RESERVE;
+        char path[PATH_MAX];
+        _cleanup_fclose_ FILE *f = NULL;
+        int r;
+
+        if (!find_in_path("systemd-nspawn", path, sizeof path)) {
+                if (ret_message)
+                        *ret_message = strdup("systemd-nspawn not found in PATH: containers need it; install it "
+                                              "(apt-get install systemd-container)");
+                return -ENOENT;
+        }
+        r = read_uint(INOTIFY_SYSCTL, &limit);
+        if (r < 0 || limit >= need)
+                return 0;   /* no such sysctl: nothing we can check */
+
+        /* Each container's systemd needs about 8 inotify instances; past the limit it fails with
+         * "Too many open files" and never becomes ready. The limit is per user and global. */
+        f = fopen(INOTIFY_SYSCTL, "we");
+        if (f) {
+                fprintf(f, "%lu\n", need);
+                if (fclose(TAKE_PTR(f)) == 0 && read_uint(INOTIFY_SYSCTL, &limit) >= 0 && limit >= need) {
+                        if (ret_message &&
+                            asprintf(ret_message,
+                                     "raised fs.inotify.max_user_instances to %lu for %u containers (a global "
+                                     "setting; it stays until reboot or until set back with sysctl)",
+                                     need, n_containers) < 0)
+                                *ret_message = NULL;
+                        return 1;
+                }
+        }
+        if (ret_message &&
+            asprintf(ret_message,
+                     "fs.inotify.max_user_instances is %lu, too low for %u containers (about %d each); raise it "
+                     "as root: sysctl -w fs.inotify.max_user_instances=%lu",
+                     limit, n_containers, INOTIFY_PER_CONTAINER, need) < 0)
+                *ret_message = NULL;
+        return -EMFILE;
+}
+
+/* ---- the nspawn command line ---- */
+
+char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const char *machine_id) {
+        char **v = NULL;
+        size_t n = 0;
+        int r = 0;
+        static const char *const fixed[] = {
+                "systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--keep-unit", "--register=no",
+                "--private-network", "--console=read-only", "--link-journal=no",
+                /* Plain console lines: no colour escapes. */
+                "--setenv=SYSTEMD_COLORS=0",
+        };
+        /* Arguments for the container's init, after every option: unit names rather than descriptions
+         * that a console without a width would cut at 80 columns. */
+        static const char *const init_args[] = { "systemd.status_unit_format=name" };
+
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(fixed); i++)
+                r = strv_push_fmt(&v, &n, "%s", fixed[i]);
+        if (r >= 0)
+                r = strv_push_fmt(&v, &n, "--directory=%s", root);
+        if (r >= 0)
+                r = strv_push_fmt(&v, &n, "--machine=%s", cfg->name);
+        if (r >= 0 && machine_id)
+                r = strv_push_fmt(&v, &n, "--uuid=%s", machine_id);
+        if (r >= 0)
+                r = strv_push_fmt(&v, &n, "--hostname=%s", cfg->hostname ?: cfg->name);
+        if (r >= 0 && cfg->shared_dir)
+                r = strv_push_fmt(&v, &n, "--bind=%s:/tmp/shared", cfg->shared_dir);
+        for (char **b = cfg->bind; r >= 0 && b && *b; b++)
+                r = strv_push_fmt(&v, &n, "--bind=%s", *b);
+        for (char **b = cfg->bind_ro; r >= 0 && b && *b; b++)
+                r = strv_push_fmt(&v, &n, "--bind-ro=%s", *b);
+        /* Without a scope of its own (--keep-unit) nspawn sets no device policy: the node is enough. */
+        for (char **d = cfg->devices; r >= 0 && d && *d; d++)
+                r = strv_push_fmt(&v, &n, "--bind=%s", *d);
+        for (char **e = cfg->env; r >= 0 && e && *e; e++)
+                r = strv_push_fmt(&v, &n, "--setenv=%s", *e);
+        for (char **a = cfg->extra_args; r >= 0 && a && *a; a++)
+                r = strv_push_fmt(&v, &n, "%s", *a);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(init_args); i++)
+                r = strv_push_fmt(&v, &n, "%s", init_args[i]);
+        if (r < 0) {
+                strv_free(v);
+                return NULL;
+        }
+        return v;
+}
+
+/* ---- callbacks, guarded so that a callback may free the container ---- */
+
+static void enter(Container *c) {
+        c->dispatching++;
+}
+
+static void leave(Container *c) {
+        if (--c->dispatching == 0 && c->doomed)
+                container_destroy(c);
+}
+
+static bool alive(Container *c) {
+        return !c->doomed;
+}
+
+/* ---- console ---- */
+
+static void remember_line(Container *c, const char *line, size_t len) {
+        char **slot = &c->last[c->n_last++ % LAST_LINES];
+
+        free(*slot);
+        *slot = strndup(line, len);
+}
+
+static void emit_line(Container *c, const char *line, size_t len) {
+        if (len > 0 && line[len - 1] == '\r')
+                len--;
+        remember_line(c, line, len);
+        if (c->cb.on_console_line)
+                c->cb.on_console_line(c, line, len);
+}
+
+static void console_feed(Container *c, const char *buf, size_t len) {
+        for (size_t i = 0; i < len && alive(c); i++) {
+                if (buf[i] == '\n' || c->line_len == sizeof c->line) {
+                        emit_line(c, c->line, c->line_len);
+                        c->line_len = 0;
+                        if (buf[i] == '\n')
+                                continue;
+                }
+                c->line[c->line_len++] = buf[i];
+        }
+}
+
+/* Returns false on EOF or error. */
+static bool console_read(Container *c) {
+        char buf[16384];
+
+        for (;;) {
+                ssize_t l = read(sd_event_source_get_io_fd(c->console_source), buf, sizeof buf);
+                if (l < 0 && errno == EINTR)
+                        continue;
+                if (l < 0 && errno == EAGAIN)
+                        return true;
+                if (l <= 0)
+                        return false;
+                console_feed(c, buf, l);
+                if (!alive(c))
+                        return true;
+        }
+}
+
+static void console_close(Container *c) {
+        if (!c->console_source)
+                return;
+        (void) console_read(c);
+        if (c->line_len > 0 && alive(c))
+                emit_line(c, c->line, c->line_len);
+        c->line_len = 0;
+        c->console_source = sd_event_source_disable_unref(c->console_source);
+}
+
+static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_, void *userdata) {
+        Container *c = userdata;
+
+        enter(c);
+        if (!console_read(c) && alive(c))
+                console_close(c);
+        leave(c);
+        return 0;
+}
+
+/* "node x: <what>; last console lines:\n  ..." */
+static char *failure_message(Container *c, const char *fmt, ...) _printf_(2, 3);
+static char *failure_message(Container *c, const char *fmt, ...) {
+        _cleanup_free_ char *what = NULL;
+        char *m = NULL;
+        size_t size = 0, first = c->n_last > LAST_LINES ? c->n_last - LAST_LINES : 0;
+        FILE *f;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&what, fmt, ap) < 0)
+                what = NULL;
+        va_end(ap);
+        f = open_memstream(&m, &size);
+        if (!f)
+                return NULL;
+        fprintf(f, "node %s: %s", c->cfg.name, what ?: "failed");
+        for (size_t i = first; i < c->n_last; i++)
+                if (c->last[i % LAST_LINES] && strstr(c->last[i % LAST_LINES], "Too many open files")) {
+                        fputs(" (the container ran out of inotify instances or file descriptors: raise "
+                              "fs.inotify.max_user_instances, see container_preflight)", f);
+                        break;
+                }
+        if (c->n_last == 0)
+                fputs(" (no console output)", f);
+        else
+                fputs("; last console lines:", f);
+        for (size_t i = first; i < c->n_last; i++)
+                fprintf(f, "\n  %s", c->last[i % LAST_LINES] ?: "");
+        fclose(f);
+        return m;
+}
+
+/* ---- readiness ---- */
+
+static void report_ready(Container *c, int error, const char *message) {
+        if (!c->boot_pending)
+                return;
+        c->boot_pending = false;
+        c->boot_timer = sd_event_source_disable_unref(c->boot_timer);
+        if (c->cb.on_ready)
+                c->cb.on_ready(c, error, message);
+}
+
+/* SIGKILL what runs under nspawn. Its init first: nspawn reaps it and exits by itself; were nspawn
+ * killed first, its init would be handed to us (PID 1 of our namespace) and linger as a zombie. */
+static void kill_payload(Container *c) {
+        char path[64];
+        _cleanup_fclose_ FILE *f = NULL;
+        int pid;
+
+        if (c->leader > 0) {
+                (void) kill(c->leader, SIGKILL);   /* takes the whole PID namespace with it */
+                return;
+        }
+        if (c->nspawn <= 0)
+                return;
+        /* Still booting, its init unknown: whatever nspawn forked. */
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) c->nspawn, (int) c->nspawn);
+        f = fopen(path, "re");
+        while (f && fscanf(f, "%d", &pid) == 1)
+                (void) kill(pid, SIGKILL);
+}
+
+static int on_kill_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        Container *c = userdata;
+
+        if (c->nspawn > 0)
+                (void) kill(c->nspawn, SIGKILL);
+        return 0;
+}
+
+static int arm_timer(Container *c, sd_event_source **s, uint64_t usec, sd_event_time_handler_t h);
+
+static void kill_all(Container *c) {
+        kill_payload(c);
+        if (c->nspawn > 0 && !c->kill_timer)
+                (void) arm_timer(c, &c->kill_timer, KILL_GRACE_USEC, on_kill_timeout);
+}
+
+/* For container_free: the same, waiting (bounded) for it here. */
+static void kill_all_now(Container *c) {
+        int fd = c->nspawn_source ? sd_event_source_get_child_pidfd(c->nspawn_source) : -1;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        siginfo_t si = {};
+
+        if (c->nspawn <= 0)
+                return;
+        kill_payload(c);
+        if (fd < 0 || poll(&p, 1, KILL_GRACE_USEC / 1000) <= 0)
+                (void) kill(c->nspawn, SIGKILL);
+        /* If nspawn went first after all, its init is ours to reap. */
+        if (c->leader_pidfd >= 0) {
+                p = (struct pollfd) { .fd = c->leader_pidfd, .events = POLLIN };
+                if (poll(&p, 1, KILL_GRACE_USEC / 1000) > 0)
+                        (void) waitid(P_PIDFD, c->leader_pidfd, &si, WEXITED | WNOHANG);
+        }
+}
+
+static void boot_failed(Container *c, int error, const char *message) {
+        c->state = STATE_KILLING;
+        kill_all(c);
+        report_ready(c, error, message);
+}
+
+static void on_login_env(int error, char **envp, void *userdata) {
+        Container *c = userdata;
+        _cleanup_free_ char *m = NULL;
+
+        c->env_job = NULL;
+        enter(c);
+        if (error < 0) {
+                m = failure_message(c, "booted, but a shell cannot run in it (%s -c '. /etc/profile; env -0'): %s",
+                                    c->shell, strerror(-error));
+                boot_failed(c, error, m);
+        } else {
+                strv_free(c->login_env);
+                c->login_env = envp;
+                c->state = STATE_READY;
+                report_ready(c, 0, NULL);
+        }
+        leave(c);
+}
+
+static void on_ready_notified(Container *c) {
+        int r;
+
+        /* PID 1 sends READY=1 again on daemon-reexec: only the first one of a boot counts. */
+        if (c->ready_seen || c->state != STATE_BOOTING)
+                return;
+        c->ready_seen = true;
+        if (c->leader_pidfd < 0) {
+                _cleanup_free_ char *m = failure_message(c, "READY=1 came without X_NSPAWN_LEADER_PID");
+                boot_failed(c, -EPROTO, m);
+                return;
+        }
+        c->shell = exec_find_shell(c->leader);
+        c->cwd = exec_default_cwd(c->leader);
+        r = exec_login_env(c->event, c->leader_pidfd, c->shell, on_login_env, c, &c->env_job);
+        if (r < 0) {
+                _cleanup_free_ char *m = failure_message(c, "cannot run a shell in it: %s", strerror(-r));
+                boot_failed(c, r, m);
+        }
+}
+
+static void on_leader_notified(Container *c, const char *value) {
+        pid_t pid = (pid_t) atoi(value);
+
+        if (pid <= 0 || pid == c->leader)
+                return;
+        if (c->leader_pidfd >= 0)
+                close(c->leader_pidfd);
+        c->leader = pid;
+        c->leader_pidfd = pidfd_open_(pid);
+        if (c->leader_pidfd < 0) {
+                c->leader = 0;
+                return;
+        }
+        if (c->cb.on_leader)
+                c->cb.on_leader(c, pid);
+}
+
+static void notify_message(Container *c, char *msg) {
+        char *save = NULL;
+
+        for (char *l = strtok_r(msg, "\n", &save); l && alive(c); l = strtok_r(NULL, "\n", &save)) {
+                if (startswith(l, "X_NSPAWN_LEADER_PID="))
+                        on_leader_notified(c, l + strlen("X_NSPAWN_LEADER_PID="));
+                else if (streq(l, "READY=1"))
+                        on_ready_notified(c);
+        }
+}
+
+static int on_notify(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata) {
+        Container *c = userdata;
+        char buf[4097];
+
+        enter(c);
+        /* Drain all: a full socket buffer would block the container's PID 1. */
+        while (alive(c)) {
+                ssize_t l = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+                if (l < 0 && errno == EINTR)
+                        continue;
+                if (l < 0)
+                        break;
+                buf[l] = '\0';
+                notify_message(c, buf);
+        }
+        leave(c);
+        return 0;
+}
+
+static int notify_open(Container *c) {
+        _cleanup_close_ int fd = -1;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        static unsigned counter;
+        uint64_t rnd = 0;
+        sd_id128_t id;
+        socklen_t len;
+        int r;
+
+        if (c->notify_fd >= 0)
+                return 0;
+        if (sd_id128_randomize(&id) >= 0)
+                memcpy(&rnd, id.bytes, sizeof rnd);
+        /* Abstract: no path length limit, nothing to remove; our network namespace only. */
+        snprintf(c->notify_name, sizeof c->notify_name, "moonrig/%d/%u/%016llx", (int) getpid(), counter++,
+                 (unsigned long long) rnd);
+        memcpy(sa.sun_path + 1, c->notify_name, strlen(c->notify_name));
+        len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(c->notify_name);
+
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, len) < 0)
+                return -errno;
+        r = sd_event_add_io(c->event, &c->notify_source, fd, EPOLLIN, on_notify, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_io_fd_own(c->notify_source, true);
+        c->notify_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* ---- timers ---- */
+
+static int on_boot_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        Container *c = userdata;
+        _cleanup_free_ char *m = NULL;
+
+        enter(c);
+        m = failure_message(c, "not ready within %.1f s (%s)", c->cfg.boot_timeout_usec / 1e6,
+                            c->ready_seen ? "its systemd sent READY=1, but a shell in it did not answer"
+                                          : "no READY=1 from its systemd");
+        exec_cancel(TAKE_PTR(c->env_job));
+        boot_failed(c, -ETIMEDOUT, m);
+        leave(c);
+        return 0;
+}
+
+static int on_shutdown_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        Container *c = userdata;
+
+        c->state = STATE_KILLING;
+        kill_all(c);
+        return 0;
+}
+
+static int arm_timer(Container *c, sd_event_source **s, uint64_t usec, sd_event_time_handler_t h) {
+        *s = sd_event_source_disable_unref(*s);
+        return sd_event_add_time_relative(c->event, s, CLOCK_MONOTONIC, usec, 10000, h, c);
+}
+
+/* ---- nspawn's exit ---- */
+
+static void forget_boot(Container *c) {
+        exec_cancel(TAKE_PTR(c->env_job));
+        if (c->leader_pidfd >= 0)
+                c->leader_pidfd = (close(c->leader_pidfd), -1);
+        c->leader = 0;
+        c->ready_seen = false;
+        c->login_env = (strv_free(c->login_env), NULL);
+        c->nspawn = 0;
+        c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        c->shutdown_timer = sd_event_source_disable_unref(c->shutdown_timer);
+        c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
+}
+
+static int on_nspawn_exit(sd_event_source *s _unused_, const siginfo_t *si, void *userdata) {
+        Container *c = userdata;
+        int status = si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+        State was = c->state;
+        int r;
+
+        enter(c);
+        console_close(c);
+        forget_boot(c);
+
+        /* A reboot ends nspawn with 133, whether we asked for it or the node did itself. */
+        if (alive(c) && status == NSPAWN_EXIT_REBOOT && (was == STATE_REBOOTING || was == STATE_READY)) {
+                c->boot_pending = true;
+                r = spawn_nspawn(c);
+                if (r >= 0)
+                        goto out;
+                _cleanup_free_ char *m = failure_message(c, "cannot start systemd-nspawn again after a reboot: %s",
+                                                         strerror(-r));
+                report_ready(c, r, m);
+        }
+
+        if (alive(c) && c->boot_pending) {
+                _cleanup_free_ char *m =
+                        was == STATE_STOPPING ? failure_message(c, "shut down before it became ready")
+                        : was == STATE_KILLING ? failure_message(c, "killed before it became ready")
+                        : failure_message(c, "systemd-nspawn exited with status %d before the node was ready", status);
+                report_ready(c, was == STATE_STOPPING || was == STATE_KILLING ? -ECANCELED : -ECHILD, m);
+        }
+        c->state = STATE_STOPPED;
+        if (alive(c) && c->cb.on_exit)
+                c->cb.on_exit(c, status);
+out:
+        leave(c);
+        return 0;
+}
+
+/* ---- starting nspawn ---- */
+
+static _Noreturn void exec_nspawn(char **argv, char **envp, int out_fd, pid_t parent) {
+        char path[PATH_MAX];
+        sigset_t none;
+        int null_fd;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(127);
+        /* Its own session: a Ctrl-C on our terminal must not reach it. */
+        (void) setsid();
+        for (int sig = 1; sig < _NSIG; sig++)
+                (void) signal(sig, SIG_DFL);
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
+                _exit(127);
+        (void) close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+        if (find_in_path("systemd-nspawn", path, sizeof path))
+                execve(path, argv, envp);
+        dprintf(2, "cannot run systemd-nspawn: %m (apt-get install systemd-container)\n");
+        _exit(127);
+}
+
+static int spawn_nspawn(Container *c) {
+        _cleanup_strv_free_ char **argv = container_nspawn_argv(&c->cfg, c->image->root, c->image->machine_id);
+        _cleanup_free_ char *notify = NULL;
+        char *envp[] = { (char *) "PATH=" DEFAULT_PATH, NULL, NULL };
+        int out[2], pidfd, r;
+        pid_t parent = getpid();
+
+        if (!argv || asprintf(&notify, "NOTIFY_SOCKET=@%s", c->notify_name) < 0)
+                return -ENOMEM;
+        envp[1] = notify;
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        if (fcntl(out[0], F_SETFL, O_NONBLOCK) < 0) {
+                r = -errno;
+                goto fail_pipe;
+        }
+        c->nspawn = fork();
+        if (c->nspawn < 0) {
+                r = -errno;
+                goto fail_pipe;
+        }
+        if (c->nspawn == 0)
+                exec_nspawn(argv, envp, out[1], parent);
+        close(out[1]);
+
+        r = sd_event_add_io(c->event, &c->console_source, out[0], EPOLLIN, on_console, c);
+        if (r < 0) {
+                close(out[0]);
+                goto fail_child;
+        }
+        (void) sd_event_source_set_io_fd_own(c->console_source, true);
+        /* Console lines first, so a failure message holds the last of them. */
+        (void) sd_event_source_set_priority(c->console_source, SD_EVENT_PRIORITY_NORMAL - 1);
+
+        pidfd = pidfd_open_(c->nspawn);
+        if (pidfd < 0) {
+                r = -errno;
+                goto fail_child;
+        }
+        r = sd_event_add_child_pidfd(c->event, &c->nspawn_source, pidfd, WEXITED, on_nspawn_exit, c);
+        if (r < 0) {
+                close(pidfd);
+                goto fail_child;
+        }
+        (void) sd_event_source_set_child_pidfd_own(c->nspawn_source, true);
+        (void) sd_event_source_set_child_process_own(c->nspawn_source, true);
+
+        r = arm_timer(c, &c->boot_timer, c->cfg.boot_timeout_usec, on_boot_timeout);
+        if (r < 0)
+                goto fail_child;
+        c->state = STATE_BOOTING;
+        return 0;
+
+fail_child:
+        c->console_source = sd_event_source_disable_unref(c->console_source);
+        if (!c->nspawn_source) {
+                (void) kill(c->nspawn, SIGKILL);
+                (void) waitpid(c->nspawn, NULL, 0);
+        }
+        c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        c->nspawn = 0;
+        return r;
+fail_pipe:
+        close(out[0]);
+        close(out[1]);
+        return r;
+}
+
+/* Errors in preparing the root reach the caller the way boot errors do: through on_ready. */
+static int on_deferred_failure(sd_event_source *s _unused_, void *userdata) {
+        Container *c = userdata;
+        _cleanup_free_ char *m = TAKE_PTR(c->deferred_message);
+
+        enter(c);
+        c->deferred_source = sd_event_source_disable_unref(c->deferred_source);
+        c->state = STATE_STOPPED;
+        report_ready(c, c->deferred_error, m);
+        leave(c);
+        return 0;
+}
+
+static int fail_later(Container *c, int error, char *message) {
+        int r;
+
+        free(c->deferred_message);
+        c->deferred_message = message;
+        c->deferred_error = error;
+        r = sd_event_add_defer(c->event, &c->deferred_source, on_deferred_failure, c);
+        if (r < 0)
+                return r;
+        c->state = STATE_BOOTING;   /* until the failure is reported */
+        c->boot_pending = true;
+        return 0;
+}
+
+int container_start(Container *c) {
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        if (c->state != STATE_STOPPED)
+                return -EBUSY;
+
+        if (!c->image) {
+                HostImageConfig hc = {
+                        .name = c->cfg.name,
+                        .hostname = c->cfg.hostname,
+                        .image = c->cfg.image,
+                        .persistent = c->cfg.persistent,
+                        .state_dir = c->cfg.state_dir,
+                        .files = c->files,
+                        .n_files = c->cfg.n_files,
+                        .services = c->cfg.services,
+                };
+                r = hostimage_prepare(&hc, &c->image, &message);
+                if (r < 0)
+                        return fail_later(c, r, TAKE_PTR(message) ?: strdup("cannot prepare the node's root"));
+        }
+        r = notify_open(c);
+        if (r < 0)
+                return fail_later(c, r, failure_message(c, "cannot create its notify socket: %s", strerror(-r)));
+        c->boot_pending = true;
+        r = spawn_nspawn(c);
+        if (r < 0) {
+                c->boot_pending = false;
+                return fail_later(c, r, failure_message(c, "cannot start systemd-nspawn: %s", strerror(-r)));
+        }
+        return 0;
+}
+
+/* ---- control ---- */
+
+int container_shutdown(Container *c) {
+        if (!c || c->state == STATE_STOPPED)
+                return -ESRCH;
+        if (c->state == STATE_STOPPING || c->state == STATE_KILLING)
+                return 0;
+        c->state = STATE_STOPPING;
+        /* SIGRTMIN+4 to systemd is "poweroff"; before the leader is known, nspawn's own SIGTERM
+         * handling halts the container. */
+        if (c->leader > 0)
+                (void) kill(c->leader, SIGRTMIN + 4);
+        else if (c->nspawn > 0)
+                (void) kill(c->nspawn, SIGTERM);
+        return arm_timer(c, &c->shutdown_timer, c->cfg.shutdown_timeout_usec, on_shutdown_timeout);
+}
+
+int container_reboot(Container *c) {
+        if (!c || c->state != STATE_READY || c->leader <= 0)
+                return -EBUSY;
+        c->state = STATE_REBOOTING;
+        c->boot_pending = true;
+        /* SIGINT to systemd is ctrl-alt-del, i.e. reboot: nspawn then exits with 133. */
+        if (kill(c->leader, SIGINT) < 0)
+                return -errno;
+        return arm_timer(c, &c->boot_timer, c->cfg.boot_timeout_usec + c->cfg.shutdown_timeout_usec,
+                         on_boot_timeout);
+}
+
+void container_crash(Container *c) {
+        if (!c || c->state == STATE_STOPPED)
+                return;
+        c->state = STATE_KILLING;
+        kill_all(c);
+}
+
+/* ---- life ---- */
+
+static int copy_files(Container *c, const ContainerConfig *cfg) {
+        c->files = calloc(cfg->n_files ?: 1, sizeof *c->files);
+        if (!c->files)
+                return -ENOMEM;
+        for (size_t i = 0; i < cfg->n_files; i++) {
+                const HostImageFile *f = &cfg->files[i];
+                HostImageFile *g = &c->files[i];
+
+                *g = (HostImageFile) { .len = f->len, .mode = f->mode };
+                if (f->path && !(g->path = strdup(f->path)))
+                        return -ENOMEM;
+                if (f->source && !(g->source = strdup(f->source)))
+                        return -ENOMEM;
+                if (f->content) {
+                        void *p = malloc(f->len ?: 1);
+                        if (!p)
+                                return -ENOMEM;
+                        memcpy(p, f->content, f->len);
+                        g->content = p;
+                }
+        }
+        return 0;
+}
+
+static int copy_config(Container *c, const ContainerConfig *cfg) {
+        ContainerConfig *d = &c->cfg;
+
+        *d = *cfg;
+        d->name = strdup(cfg->name);
+        d->hostname = cfg->hostname ? strdup(cfg->hostname) : NULL;
+        d->image = cfg->image ? strdup(cfg->image) : NULL;
+        d->state_dir = strdup(cfg->state_dir);
+        d->shared_dir = cfg->shared_dir ? strdup(cfg->shared_dir) : NULL;
+        d->services = strv_copy(cfg->services);
+        d->bind = strv_copy(cfg->bind);
+        d->bind_ro = strv_copy(cfg->bind_ro);
+        d->devices = strv_copy(cfg->devices);
+        d->env = strv_copy(cfg->env);
+        d->extra_args = strv_copy(cfg->extra_args);
+        d->files = NULL;
+        d->boot_timeout_usec = cfg->boot_timeout_usec ?: BOOT_TIMEOUT_DEFAULT;
+        d->shutdown_timeout_usec = cfg->shutdown_timeout_usec ?: SHUTDOWN_TIMEOUT_DEFAULT;
+        if (!d->name || !d->state_dir || (cfg->hostname && !d->hostname) || (cfg->image && !d->image) ||
+            (cfg->shared_dir && !d->shared_dir) || (cfg->services && !d->services) || (cfg->bind && !d->bind) ||
+            (cfg->bind_ro && !d->bind_ro) || (cfg->devices && !d->devices) || (cfg->env && !d->env) ||
+            (cfg->extra_args && !d->extra_args))
+                return -ENOMEM;
+        return copy_files(c, cfg);
+}
+
+static void config_free(Container *c) {
+        ContainerConfig *d = &c->cfg;
+
+        free((char *) d->name);
+        free((char *) d->hostname);
+        free((char *) d->image);
+        free((char *) d->state_dir);
+        free((char *) d->shared_dir);
+        strv_free(d->services);
+        strv_free(d->bind);
+        strv_free(d->bind_ro);
+        strv_free(d->devices);
+        strv_free(d->env);
+        strv_free(d->extra_args);
+        for (size_t i = 0; c->files && i < d->n_files; i++) {
+                free((char *) c->files[i].path);
+                free((char *) c->files[i].source);
+                free((void *) c->files[i].content);
+        }
+        free(c->files);
+}
+
+int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
+                  Container **ret) {
+        Container *c;
+        int r;
+
+        if (!e || !cfg || !cfg->name || !cfg->state_dir || !ret)
+                return -EINVAL;
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->event = sd_event_ref(e);
+        c->cb = cb ? *cb : (ContainerCallbacks) {};
+        c->userdata = userdata;
+        c->leader_pidfd = c->notify_fd = -1;
+        r = copy_config(c, cfg);
+        if (r < 0) {
+                container_destroy(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+static void container_destroy(Container *c) {
+        kill_all_now(c);
+        exec_cancel(TAKE_PTR(c->env_job));
+        /* Owns nspawn: waits for it. */
+        c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        c->console_source = sd_event_source_disable_unref(c->console_source);
+        c->notify_source = sd_event_source_disable_unref(c->notify_source);   /* closes notify_fd */
+        c->boot_timer = sd_event_source_disable_unref(c->boot_timer);
+        c->shutdown_timer = sd_event_source_disable_unref(c->shutdown_timer);
+        c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
+        c->deferred_source = sd_event_source_disable_unref(c->deferred_source);
+        free(c->deferred_message);
+        if (c->leader_pidfd >= 0)
+                close(c->leader_pidfd);
+        hostimage_free(c->image);
+        strv_free(c->login_env);
+        for (size_t i = 0; i < LAST_LINES; i++)
+                free(c->last[i]);
+        config_free(c);
+        sd_event_unref(c->event);
+        free(c);
+}
+
+void container_free(Container *c) {
+        if (!c)
+                return;
+        if (c->dispatching > 0) {
+                /* Called from one of our callbacks: finish when it returns. */
+                c->doomed = true;
+                kill_all(c);
+                return;
+        }
+        container_destroy(c);
+}
+
+/* ---- queries ---- */
+
+bool container_is_up(Container *c) {
+        return c && c->nspawn > 0;
+}
+
+bool container_is_ready(Container *c) {
+        return c && c->state == STATE_READY;
+}
+
+pid_t container_leader(Container *c) {
+        return c ? c->leader : 0;
+}
+
+int container_leader_pidfd(Container *c) {
+        return c ? c->leader_pidfd : -1;
+}
+
+const char *container_name(Container *c) {
+        return c ? c->cfg.name : NULL;
+}
+
+const char *container_machine_id(Container *c) {
+        return c && c->image ? c->image->machine_id : NULL;
+}
+
+const char *container_root(Container *c) {
+        return c && c->image ? c->image->root : NULL;
+}
+
+void *container_userdata(Container *c) {
+        return c ? c->userdata : NULL;
+}
+
+char **container_login_env(Container *c) {
+        return c ? c->login_env : NULL;
+}
+
+const char *container_shell(Container *c) {
+        return c ? c->shell : NULL;
+}
+
+const char *container_cwd(Container *c) {
+        return c ? c->cwd : NULL;
+}
+
+int container_exec(Container *c, const char *command, uint64_t timeout_usec, exec_done_fn done, void *userdata,
+                   ExecJob **ret) {
+        _cleanup_strv_free_ char **argv = NULL;
+        ExecSpec spec;
+
+        if (!c || !command || !done)
+                return -EINVAL;
+        if (c->state != STATE_READY)
+                return -ESRCH;
+        argv = exec_command_argv(c->shell, command);
+        if (!argv)
+                return -ENOMEM;
+        spec = (ExecSpec) {
+                .leader_pidfd = c->leader_pidfd,
+                .argv = argv,
+                .envp = c->login_env,
+                .cwd = c->cwd,
+                .timeout_usec = timeout_usec,
+        };
+        return exec_start(c->event, &spec, done, userdata, ret);
+}

@@ -1,0 +1,100 @@
+/* container.h: a systemd-nspawn container's lifecycle on sd-event: boot to READY (notify socket),
+ * shutdown, reboot, crash, console lines, and running commands in it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "exec.h"
+#include "hostimage.h"
+
+typedef struct Container Container;
+
+typedef struct ContainerConfig {
+        const char *name;              /* also the machine name: letters, digits, '-', '_', '.' */
+        const char *hostname;          /* NULL: name */
+        const char *image;             /* NULL or "host": the host image; else a directory tree */
+        bool persistent;               /* a directory tree: boot it in place, writes go into it */
+        const char *state_dir;         /* the node's own; its writable state lives here all run */
+        const char *shared_dir;        /* NULL: none; else bound at /tmp/shared */
+        const HostImageFile *files;    /* in place before the first boot */
+        size_t n_files;
+        char **services;               /* enabled at boot: "nginx" means nginx.service */
+        char **bind;                   /* systemd-nspawn --bind= values: SRC[:DEST[:OPTIONS]] */
+        char **bind_ro;                /* --bind-ro= values */
+        char **devices;                /* device nodes handed in (bound at the same path) */
+        char **env;                    /* KEY=VALUE for the container's PID 1 */
+        char **extra_args;             /* more systemd-nspawn arguments, appended as they are */
+        uint64_t boot_timeout_usec;    /* 0: 90 s */
+        uint64_t shutdown_timeout_usec;/* 0: 30 s; then the container is killed */
+} ContainerConfig;
+
+typedef struct ContainerCallbacks {
+        /* The container's namespaces exist and its init is starting, not ready: move network links
+         * into its network namespace now (leader's /proc/<pid>/ns/net). Once per boot: a reboot
+         * starts systemd-nspawn again with a new network namespace, and the veths that were in the
+         * old one are gone. Optional. */
+        void (*on_leader)(Container *c, pid_t leader);
+        /* Once per boot (start, reboot, or a reboot the node did itself): error 0 and message NULL
+         * when READY=1 arrived and commands can run (the login environment is computed by then);
+         * else a negative errno (-ETIMEDOUT, -ECHILD: nspawn exited, -ECANCELED: shut down or
+         * crashed first) and a message naming the node, what happened and its last console lines.
+         * A failed boot is followed by on_exit, unless nspawn never started (bad files, say). */
+        void (*on_ready)(Container *c, int error, const char *message);
+        /* systemd-nspawn exited for good (not for a reboot): exit status, or 128+signal. */
+        void (*on_exit)(Container *c, int status);
+        /* One console line, without its newline. Optional. */
+        void (*on_console_line)(Container *c, const char *line, size_t len);
+} ContainerCallbacks;
+
+/* Before booting n containers: systemd-nspawn must exist, and fs.inotify.max_user_instances must
+ * allow n more containers (about 8 instances each): if it is too low it is raised (a global
+ * setting: the message says so). Returns 0, 1 if it raised the limit, or a negative errno; with a
+ * message in *ret_message (free it) in the last two cases. */
+int container_preflight(unsigned n_containers, char **ret_message);
+
+/* Copies cfg. SIGCHLD must be blocked. Call from a private mount namespace: the root is built
+ * with mounts under the state directory (at the first start; see hostimage.h). A callback may call
+ * container_free on its container. */
+int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
+                  Container **ret);
+
+/* Returns at once; on_ready tells the outcome. -EBUSY if it runs already. */
+int container_start(Container *c);
+
+/* Orderly poweroff; on_exit follows (the container is killed after shutdown_timeout). */
+int container_shutdown(Container *c);
+
+/* Reboot, keeping all state; on_ready follows once it is up again. -EBUSY unless ready. */
+int container_reboot(Container *c);
+
+/* Pull the plug: SIGKILL the container and systemd-nspawn; on_exit follows. */
+void container_crash(Container *c);
+
+/* Kills it if it runs (waiting for systemd-nspawn synchronously), unmounts its root. The state
+ * directory stays (the caller decides whether to keep it). */
+void container_free(Container *c);
+
+bool container_is_up(Container *c);      /* systemd-nspawn runs */
+bool container_is_ready(Container *c);   /* booted: commands can run */
+pid_t container_leader(Container *c);    /* the container's PID 1 (host pid), 0 if none */
+int container_leader_pidfd(Container *c);/* borrowed; -1 if none */
+const char *container_name(Container *c);
+const char *container_machine_id(Container *c);
+const char *container_root(Container *c);/* the booted tree, NULL before the first start */
+void *container_userdata(Container *c);
+
+/* Commands, once ready: the login environment (computed once per boot), the shell (bash, or
+ * /bin/sh without pipefail) and the working directory (/root, else /). */
+char **container_login_env(Container *c);
+const char *container_shell(Container *c);
+const char *container_cwd(Container *c);
+
+/* Run `command` under `shell -euo pipefail -c` with the login environment. -ESRCH unless ready. */
+int container_exec(Container *c, const char *command, uint64_t timeout_usec, exec_done_fn done, void *userdata,
+                   ExecJob **ret);
+
+/* Pure helper, exposed for the unit tests: the systemd-nspawn command line. */
+char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const char *machine_id);

@@ -1,0 +1,594 @@
+-- node.lua: node objects and their NixOS-named methods, on top of the C container handle
+-- (lua/l_node.c). Messages follow the NixOS driver's, since users grep logs for them.
+local internal = ...
+
+local fmt, concat = string.format, table.concat
+local failure, fail_with, nested = internal.failure, internal.fail_with, internal.nested
+local clog, opt_timeout = internal.log, internal.opt_timeout
+
+local Node = {}
+Node.__index = Node
+Node.__name = "Node"
+
+local by_name = {}         -- name -> node
+local sorted = {}          -- nodes by name, as NixOS numbers them
+
+-- nodes: the nodes sorted by name; nodes.web works too.
+nodes = setmetatable({}, {
+  __index = function(_, k) return by_name[k] end,
+  __len = function() return #sorted end,
+  __pairs = function() return ipairs(sorted) end,
+  __newindex = function() error("nodes is read-only: declare nodes with container \"name\" { ... }", 2) end,
+})
+-- ipairs(nodes) must see the array
+setmetatable(nodes, getmetatable(nodes))
+getmetatable(nodes).__index = function(_, k)
+  if math.type(k) == "integer" then return sorted[k] end
+  return by_name[k]
+end
+
+function Node:__tostring()
+  return fmt("<%s %q>", self.kind, self.name)
+end
+
+local function usage_error(msg)
+  fail_with("UsageError", msg)
+end
+
+---------------------------------------------------------------------------------------------
+-- Declaring
+
+local CONTAINER_OPTIONS = {
+  image = "string", services = "table", files = "table", bind = "table", bind_ro = "table",
+  devices = "table", gpu = "boolean", env = "table", hostname = "string", vlans = "table",
+  boot_timeout = "number", persistent = "boolean", system = "string", nspawn_args = "table",
+}
+
+local run_dir            -- where state directories live
+local function state_root()
+  if run_dir then return run_dir end
+  if KEEP_MACHINE_STATE then
+    local base = os.getenv("XDG_RUNTIME_DIR") or os.getenv("TMPDIR") or "/tmp"
+    run_dir = base .. "/moonrig-state"
+  else
+    -- inside the run's own mount namespace: a tmpfs that vanishes with the run
+    run_dir = "/run/moonrig"
+  end
+  os.execute("mkdir -p -m 0700 '" .. run_dir .. "/shared-xchg'")
+  return run_dir
+end
+
+local function normalize_files(name, files)
+  local list = {}
+  for path, spec in pairs(files) do
+    if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+      usage_error(fmt("%s: files: the key %s must be an absolute path", name, tostring(path)))
+    end
+    local e = { path = path }
+    if type(spec) == "string" then
+      e.content = spec
+    elseif type(spec) == "table" then
+      e.content = spec.content or spec.text
+      e.source = spec.source
+      if not e.content and not e.source then
+        usage_error(fmt("%s: files[%q]: give content = \"...\" or source = \"host/path\"", name, path))
+      end
+      if e.source then
+        local f = io.open(e.source, "rb")
+        if not f then usage_error(fmt("%s: files[%q]: cannot read the source %s", name, path, e.source)) end
+        f:close()
+      end
+      if spec.mode then
+        local m = type(spec.mode) == "string" and tonumber(spec.mode, 8) or spec.mode
+        if type(m) ~= "number" then usage_error(fmt("%s: files[%q]: bad mode %s", name, path, tostring(spec.mode))) end
+        e.mode = m
+      end
+    else
+      usage_error(fmt("%s: files[%q] must be a string or a table", name, path))
+    end
+    list[#list + 1] = e
+  end
+  table.sort(list, function(a, b) return a.path < b.path end)
+  return list
+end
+
+local function gpu_devices(name)
+  local devs = {}
+  for _, d in ipairs({ "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
+                       "/dev/nvidia-modeset", "/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2",
+                       "/dev/nvidia3", "/dev/dri/card0", "/dev/dri/renderD128" }) do
+    local f = io.open(d, "rb")
+    if f then f:close(); devs[#devs + 1] = d end
+  end
+  local has_nvidia = false
+  for _, d in ipairs(devs) do if d:match("nvidia") then has_nvidia = true end end
+  if not has_nvidia then
+    fail_with("HostError", fmt("%s: gpu = true, but this host has no NVIDIA device nodes "
+      .. "(/dev/nvidia*): load the NVIDIA driver on the host or drop gpu = true", name))
+  end
+  return devs
+end
+
+local function declare_container(name, opts)
+  if type(name) ~= "string" or not name:match("^[%a%d][%w_%-]*$") or #name > 63 then
+    usage_error(fmt("container: bad node name %s: use letters, digits, '-' and '_' (at most 63, "
+      .. "starting with a letter or digit)", internal.repr(name)))
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then usage_error(fmt("container %q: options must be a table", name)) end
+  for k, v in pairs(opts) do
+    local want = CONTAINER_OPTIONS[k]
+    if not want then usage_error(fmt("container %q: unknown option %s", name, tostring(k))) end
+    if type(v) ~= want then
+      usage_error(fmt("container %q: option %s must be a %s, got %s", name, k, want, type(v)))
+    end
+  end
+  if opts.system then
+    usage_error(fmt("container %q: system = (a NixOS system) is not supported yet; use the host "
+      .. "image or a directory tree (image = \"/path\")", name))
+  end
+  if opts.image and opts.image ~= "host" then
+    local f = io.open(opts.image .. "/.", "rb")
+    if not f then usage_error(fmt("container %q: image %s is not a directory", name, opts.image)) end
+    f:close()
+  end
+
+  local existing = by_name[name]
+  if existing then
+    if internal.redeclare then return existing end
+    usage_error(fmt("container %q is declared twice", name))
+  end
+  if not internal.sandboxed() then
+    fail_with("HostError", fmt("container %q: containers need root (moonrig runs them in its own "
+      .. "namespaces); run moonrig as root", name))
+  end
+
+  local devices = opts.devices and { table.unpack(opts.devices) } or {}
+  if opts.gpu then
+    for _, d in ipairs(gpu_devices(name)) do devices[#devices + 1] = d end
+  end
+  local root = state_root()
+  local state_dir = root .. "/vm-state-" .. name
+  if not KEEP_MACHINE_STATE then os.execute("rm -rf '" .. state_dir .. "'") end
+  local c_opts = {
+    image = opts.image, services = opts.services, bind = opts.bind, bind_ro = opts.bind_ro,
+    devices = devices, env = opts.env, hostname = opts.hostname or name,
+    boot_timeout = opts.boot_timeout, persistent = opts.persistent, nspawn_args = opts.nspawn_args,
+    files = normalize_files(name, opts.files or {}),
+  }
+  local h = internal.container_new(name, state_dir, root .. "/shared-xchg", c_opts)
+  local node = setmetatable({
+    name = name, kind = "container", _h = h, _started = false, _console_seen = 0,
+    vlans = opts.vlans, links = {},
+  }, Node)
+  by_name[name] = node
+  sorted[#sorted + 1] = node
+  table.sort(sorted, function(a, b) return a.name < b.name end)
+  _G[(name:gsub("[^%w_]", "_"))] = node
+  return node
+end
+
+-- container "name" { ... }  or  container("name", { ... })
+function container(name, opts)
+  if opts ~= nil then return declare_container(name, opts) end
+  return function(o) return declare_container(name, o or {}) end
+end
+
+function vm(name)
+  usage_error(fmt("vm %q: virtual machines are not supported yet; use a container", tostring(name)))
+end
+
+---------------------------------------------------------------------------------------------
+-- Lifecycle
+
+function Node:log(msg) clog.message(self.name, tostring(msg)) end
+
+function Node:nested(msg, fn) return nested(msg, fn, self.name) end
+
+local function preflight_all()
+  if internal.preflight_done then return end
+  local ok, err = internal.container_preflight(#sorted)
+  if not ok then fail_with("HostError", err) end
+  internal.preflight_done = true
+end
+
+function Node:start()
+  internal.action()
+  if self._h:is_up() or self._h:is_booting() then return end
+  preflight_all()
+  self._h:start()
+  self._started = true
+  clog.message(self.name, "starting container")
+end
+
+local function ensure_ready(self, timeout)
+  if not self._h:is_ready() then
+    self:start()
+    self._h:wait_ready(timeout)
+  end
+end
+internal.ensure_ready = ensure_ready
+
+function start_all()
+  internal.action()
+  nested("start all nodes", function()
+    for _, n in ipairs(sorted) do n:start() end
+  end)
+end
+
+function join_all()
+  internal.action()
+  nested("wait for all nodes to finish", function()
+    for _, n in ipairs(sorted) do n:wait_for_shutdown() end
+  end)
+end
+
+function Node:is_up() return self._h:is_up() end
+
+function Node:shutdown()
+  internal.action()
+  if not self._h:is_up() then return end
+  nested("shutting down", function() self._h:shutdown() end, self.name)
+end
+
+function Node:wait_for_shutdown(opts)
+  internal.action()
+  local timeout = opt_timeout(opts, nil)
+  nested("waiting for the container to power off", function()
+    self._h:wait_exit(timeout)
+  end, self.name)
+end
+
+function Node:crash()
+  internal.action()
+  nested("forced crash", function() self._h:crash() end, self.name)
+end
+
+function Node:reboot()
+  internal.action()
+  ensure_ready(self)
+  nested("rebooting", function() self._h:reboot() end, self.name)
+end
+
+function Node:release()
+  if self._h:is_up() then self._h:crash() end
+end
+
+---------------------------------------------------------------------------------------------
+-- Commands
+
+local DEFAULT_TIMEOUT = 900
+
+local function split_commands(...)
+  local cmds, opts = { ... }, nil
+  if type(cmds[#cmds]) == "table" then opts = table.remove(cmds) end
+  for i, c in ipairs(cmds) do
+    if type(c) ~= "string" then error(fmt("command %d must be a string, got %s", i, type(c)), 3) end
+  end
+  return cmds, opts
+end
+
+local function tail(s, n)
+  if #s <= n then return s end
+  return "..." .. s:sub(-n)
+end
+
+-- execute(cmd, {timeout=}) -> status, stdout, stderr
+function Node:execute(cmd, opts)
+  internal.action()
+  if type(cmd) ~= "string" then error("execute: the command must be a string", 2) end
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  internal.check_polling_conditions()
+  ensure_ready(self)
+  local status, out, err, timed_out, abandoned, problem = self._h:exec(cmd, timeout)
+  if problem then
+    fail_with("MachineError", fmt("%s: command `%s`: %s", self.name, cmd, problem),
+      { node = self.name, command = cmd, status = status, output = tail(out .. err, 2000) })
+  end
+  if abandoned then
+    clog.warning(fmt("%s: command `%s` left a process holding its output open; stopped reading "
+      .. "after the grace period (redirect the background process's output)", self.name, cmd))
+  end
+  if timed_out then
+    fail_with("Timeout", fmt("command `%s` timed out after %g seconds", cmd, timeout),
+      { node = self.name, command = cmd, timeout = timeout, output = tail(out .. err, 2000) })
+  end
+  if #err > 0 then
+    for line in err:gmatch("[^\n]+") do clog.serial(self.name, line) end
+  end
+  return status, out, err
+end
+
+function Node:succeed(...)
+  local cmds, opts = split_commands(...)
+  local timeout = opt_timeout(opts, nil)
+  local outs = {}
+  for _, cmd in ipairs(cmds) do
+    nested("must succeed: " .. cmd, function()
+      local status, out, err = self:execute(cmd, { timeout = timeout })
+      if status ~= 0 then
+        clog.message(self.name, "output: " .. out)
+        fail_with("TestFailure", fmt("command `%s` failed (exit code %d)", cmd, status),
+          { node = self.name, command = cmd, status = status, output = tail(out .. err, 2000) })
+      end
+      outs[#outs + 1] = out
+    end, self.name)
+  end
+  return concat(outs)
+end
+
+function Node:fail(...)
+  local cmds, opts = split_commands(...)
+  local timeout = opt_timeout(opts, nil)
+  local outs = {}
+  for _, cmd in ipairs(cmds) do
+    nested("must fail: " .. cmd, function()
+      local status, out, err = self:execute(cmd, { timeout = timeout })
+      if status == 0 then
+        fail_with("TestFailure", fmt("command `%s` unexpectedly succeeded", cmd),
+          { node = self.name, command = cmd, status = status, output = tail(out .. err, 2000) })
+      end
+      outs[#outs + 1] = out
+    end, self.name)
+  end
+  return concat(outs)
+end
+
+function Node:wait_until_succeeds(cmd, opts)
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  return nested("waiting for success: " .. cmd, function()
+    local output
+    retry(function()
+      local status, out = self:execute(cmd, { timeout = timeout })
+      output = out
+      return status == 0
+    end, { timeout = timeout })
+    return output
+  end, self.name)
+end
+
+function Node:wait_until_fails(cmd, opts)
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  return nested("waiting for failure: " .. cmd, function()
+    local output
+    retry(function()
+      local status, out = self:execute(cmd, { timeout = timeout })
+      output = out
+      return status ~= 0
+    end, { timeout = timeout })
+    return output
+  end, self.name)
+end
+
+function Node:sleep(seconds)
+  self:succeed(fmt("sleep %g", seconds))
+end
+
+---------------------------------------------------------------------------------------------
+-- systemd
+
+local function unit_suffix(unit)
+  if type(unit) ~= "string" or unit == "" then error("expected a unit name", 3) end
+  if unit:match("%.[%a]+$") and (unit:match("%.service$") or unit:match("%.target$")
+      or unit:match("%.socket$") or unit:match("%.timer$") or unit:match("%.mount$")
+      or unit:match("%.path$") or unit:match("%.slice$") or unit:match("%.scope$")
+      or unit:match("%.device$") or unit:match("%.swap$") or unit:match("%.automount$")) then
+    return unit
+  end
+  return unit .. ".service"
+end
+
+function Node:wait_for_unit(unit, opts)
+  internal.action()
+  opts = opts or {}
+  local user = type(opts) == "table" and opts.user or nil
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  local name = unit_suffix(unit)
+  nested(fmt("waiting for unit %s%s", name, user and (" with user " .. user) or ""), function()
+    ensure_ready(self, timeout)
+    local ok, e = pcall(self._h.wait_unit, self._h, name, user, timeout)
+    if not ok then
+      if internal.is_failure(e) then
+        e.node = self.name
+        e.unit = name
+        if e.message:match('reached state "failed"') then
+          local _, journal = self:execute(fmt("journalctl --no-pager -n 20 -u %q 2>&1 || true", name))
+          e.output = journal
+        end
+      end
+      error(e, 0)
+    end
+  end, self.name)
+end
+
+function Node:systemctl(q, opts)
+  local user = type(opts) == "table" and opts.user or nil
+  if user then
+    q = q:gsub("'", "\\'")
+    return self:execute(fmt("su -l %s --shell /bin/sh -c $'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user %s'",
+      user, q))
+  end
+  return self:execute("systemctl " .. q)
+end
+
+local function parse_show(text)
+  local info = {}
+  for line in text:gmatch("[^\n]+") do
+    local k, v = line:match("^([^=]+)=(.*)$")
+    if k then info[k] = v end
+  end
+  return info
+end
+
+function Node:get_unit_info(unit, opts)
+  internal.action()
+  local user = type(opts) == "table" and opts.user or nil
+  ensure_ready(self)
+  local ok, text = pcall(self._h.unit_show, self._h, unit_suffix(unit), user)
+  if not ok then
+    fail_with("TestFailure", fmt('retrieving systemctl info for unit "%s"%s failed: %s', unit,
+      user and fmt(' under user "%s"', user) or "", internal.error_message(text)), { node = self.name })
+  end
+  return parse_show(text)
+end
+
+function Node:get_unit_property(unit, property, opts)
+  internal.action()
+  local user = type(opts) == "table" and opts.user or nil
+  ensure_ready(self)
+  local ok, text = pcall(self._h.unit_show, self._h, unit_suffix(unit), user, property)
+  if not ok then
+    fail_with("TestFailure", fmt('retrieving systemctl property "%s" for unit "%s"%s failed: %s',
+      property, unit, user and fmt(' under user "%s"', user) or "", internal.error_message(text)),
+      { node = self.name })
+  end
+  local v = text:match("^" .. property:gsub("%p", "%%%0") .. "=(.-)\n?$")
+  if v == nil then
+    fail_with("TestFailure", fmt('systemctl show for unit "%s" produced invalid output: %s', unit, text))
+  end
+  return v
+end
+
+function Node:require_unit_state(unit, state)
+  state = state or "active"
+  nested(fmt("checking if unit '%s' has reached state '%s'", unit, state), function()
+    local actual = self:get_unit_property(unit, "ActiveState")
+    if actual ~= state then
+      fail_with("TestFailure", fmt("Expected unit '%s' to to be in state '%s' but it is in state '%s'",
+        unit, state, actual), { node = self.name, unit = unit })
+    end
+  end, self.name)
+end
+
+function Node:start_job(job, opts) return self:systemctl("start " .. job, opts) end
+function Node:stop_job(job, opts) return self:systemctl("stop " .. job, opts) end
+
+---------------------------------------------------------------------------------------------
+-- Waiting for files, ports and sockets
+
+function Node:wait_for_file(filename, opts)
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  nested(fmt("waiting for file '%s'", filename), function()
+    retry(function() return self:execute("test -e " .. filename) == 0 end, { timeout = timeout })
+  end, self.name)
+end
+
+local function probe(self, ...)
+  internal.action()
+  internal.check_polling_conditions()
+  ensure_ready(self)
+  return self._h:probe(...)
+end
+
+function Node:wait_for_open_port(port, opts)
+  local addr = type(opts) == "table" and opts.addr or "localhost"
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  nested(fmt("waiting for TCP port %d on %s", port, addr), function()
+    retry(function() return probe(self, "tcp", addr, port) end, { timeout = timeout })
+  end, self.name)
+end
+
+function Node:wait_for_closed_port(port, opts)
+  local addr = type(opts) == "table" and opts.addr or "localhost"
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  nested(fmt("waiting for TCP port %d on %s to be closed", port, addr), function()
+    retry(function() return not probe(self, "tcp", addr, port) end, { timeout = timeout })
+  end, self.name)
+end
+
+function Node:wait_for_open_unix_socket(path, opts)
+  local dgram = type(opts) == "table" and opts.is_datagram or false
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  nested(fmt("waiting for UNIX-domain %s on '%s'", dgram and "datagram" or "stream", path), function()
+    retry(function() return probe(self, "unix", path, dgram) end, { timeout = timeout })
+  end, self.name)
+end
+
+---------------------------------------------------------------------------------------------
+-- Console
+
+function Node:get_console_log()
+  return (self._h:console())
+end
+
+-- Wait until a console line matches the Lua pattern; lines are consumed, as NixOS does.
+function Node:wait_for_console_text(pattern, opts)
+  internal.action()
+  local timeout = opt_timeout(opts, nil)
+  return nested(fmt("waiting for %s to appear on console", pattern), function()
+    local deadline = timeout and (internal.now() + timeout)
+    while true do
+      local log, nlines = self._h:console()
+      local i = 0
+      for line in log:gmatch("([^\n]*)\n") do
+        i = i + 1
+        if i > self._console_seen then
+          self._console_seen = i
+          if line:find(pattern) then return line end
+        end
+      end
+      local left = deadline and (deadline - internal.now()) or 0
+      if deadline and left <= 0 then
+        fail_with("Timeout", fmt("no console line matched %q within %g seconds", pattern, timeout),
+          { node = self.name })
+      end
+      self._h:wait_console(nlines, deadline and left or 0)
+    end
+  end, self.name)
+end
+
+---------------------------------------------------------------------------------------------
+-- Files
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+internal.shell_quote = shell_quote
+
+local copy_serial = 0
+local function shared_tmp()
+  copy_serial = copy_serial + 1
+  return fmt("copy-%d-%d", math.floor(internal.now() * 1000), copy_serial)
+end
+
+function Node:copy_from_host(source, target)
+  internal.action()
+  local tmp = shared_tmp()
+  local host_dir = state_root() .. "/shared-xchg/" .. tmp
+  local base = source:match("([^/]+)/*$") or source
+  if internal.host_exec({ "mkdir", "-p", host_dir }) ~= 0
+    or internal.host_exec({ "cp", "-r", "--preserve=mode,timestamps", source, host_dir .. "/" .. base }) ~= 0 then
+    fail_with("TestFailure", fmt("%s: copy_from_host: cannot copy %s", self.name, source))
+  end
+  local dir = target:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then self:succeed("mkdir -p " .. shell_quote(dir)) end
+  self:succeed(fmt("cp -r --preserve=mode,timestamps %s %s", shell_quote("/tmp/shared/" .. tmp .. "/" .. base),
+    shell_quote(target)))
+  internal.host_exec({ "rm", "-rf", host_dir })
+end
+
+function Node:copy_from_machine(source, opts)
+  internal.action()
+  local target_dir = type(opts) == "table" and opts.target_dir or (type(opts) == "string" and opts) or ""
+  local tmp = shared_tmp()
+  local base = source:match("([^/]+)/*$") or source
+  self:succeed(fmt("mkdir -p %s && cp -r --preserve=mode,timestamps %s %s",
+    shell_quote("/tmp/shared/" .. tmp), shell_quote(source), shell_quote("/tmp/shared/" .. tmp .. "/" .. base)))
+  local out = (OUTPUT_DIR or ".") .. (target_dir ~= "" and ("/" .. target_dir) or "")
+  local host_src = state_root() .. "/shared-xchg/" .. tmp
+  if internal.host_exec({ "mkdir", "-p", out }) ~= 0
+    or internal.host_exec({ "cp", "-r", "--preserve=mode,timestamps", host_src .. "/" .. base, out .. "/" }) ~= 0 then
+    fail_with("TestFailure", fmt("%s: copy_from_machine: cannot copy %s to %s", self.name, source, out))
+  end
+  internal.host_exec({ "rm", "-rf", host_src })
+end
+
+---------------------------------------------------------------------------------------------
+-- What containers cannot do raises a clear error naming the kind and the method.
+
+for _, m in ipairs({ "send_key", "send_chars", "send_console", "screenshot", "send_monitor_command",
+                     "wait_for_qmp_event", "forward_port", "get_screen_text", "wait_for_text" }) do
+  Node[m] = function(self)
+    fail_with("TestFailure", fmt("%s: %s is not available on a %s node", self.name, m, self.kind))
+  end
+end

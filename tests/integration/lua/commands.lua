@@ -1,0 +1,46 @@
+-- Commands in a host-image container: status, stdout and stderr apart, pipefail, binary and
+-- large output, timeouts, parallel commands, files in place before boot.
+local a = container "a" {
+  files = {
+    ["/etc/moonrig-test/motd"] = "hello\n",
+    ["/root/run.sh"] = { content = "#!/bin/sh\necho ran\n", mode = "0755" },
+  },
+}
+a:start()
+a:wait_for_unit("multi-user.target")
+a:wait_for_unit("network-online.target")
+
+local status, out, err = a:execute("echo hi; echo oops >&2; exit 3")
+expect.eq({ status, out, err }, { 3, "hi\n", "oops\n" })
+a:fail("false | true")
+expect.eq(a:succeed("hostname"), "a\n")
+expect.eq(a:succeed("cat /etc/moonrig-test/motd"), "hello\n")
+expect.eq(a:succeed("/root/run.sh"), "ran\n")
+expect.eq(a:succeed("echo one", "echo two"), "one\ntwo\n")
+expect.eq(a:succeed("cat <<'X'\nmulti\nline\nX"), "multi\nline\n")
+
+local e = expect.raises(function() a:succeed("exit 7") end, "failed %(exit code 7%)")
+expect.eq({ e.kind, e.node, e.status }, { "TestFailure", "a", 7 })
+expect.raises(function() a:fail("true") end, "unexpectedly succeeded")
+
+-- a timeout kills the whole tree
+e = expect.raises(function() a:succeed("sleep 100 & sleep 100", { timeout = 1 }) end, "timed out")
+expect.eq(e.kind, "Timeout")
+a:fail("pgrep -x sleep")
+
+-- binary-safe and large output
+local _, bin = a:execute("printf 'a\\0b\\377'")
+expect.eq(bin, "a\0b\255")
+expect.eq(#a:succeed("head -c 50000000 /dev/zero | tr '\\0' x"), 50000000)
+
+-- several commands at once on one node
+local t0 = os.time()
+local x, y = parallel(function() return a:succeed("sleep 0.5; echo x") end,
+                      function() return a:succeed("sleep 0.5; echo y") end)
+expect.eq({ x, y }, { "x\n", "y\n" })
+
+-- wait_until_succeeds / fails
+a:succeed("(sleep 0.3; touch /tmp/flag) >/dev/null 2>&1 &")
+a:wait_until_succeeds("test -e /tmp/flag", { timeout = 10 })
+a:wait_for_file("/tmp/flag")
+a:wait_until_fails("test -e /tmp/nothing", { timeout = 10 })
