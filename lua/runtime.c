@@ -227,6 +227,9 @@ int runtime_call(Runtime *rt, int nargs, const char *name) {
                         lua_getfield(L, -1, "kind");
                         if (lua_isstring(L, -1) && streq(lua_tostring(L, -1), "UsageError"))
                                 status = 2;
+                        /* The host lacks something the test needs (root, a device, a tool). */
+                        if (lua_isstring(L, -1) && streq(lua_tostring(L, -1), "HostError"))
+                                status = 3;
                         lua_pop(L, 1);
                 }
                 report_failure(rt);

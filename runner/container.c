@@ -572,8 +572,38 @@ static int arm_timer(Container *c, sd_event_source **s, uint64_t usec, sd_event_
 
 /* ---- nspawn's exit ---- */
 
+static int on_orphan_exit(sd_event_source *s, const siginfo_t *si _unused_, void *userdata _unused_) {
+        sd_event_source_disable_unref(s);   /* floating: frees it; sd-event reaped the process */
+        return 0;
+}
+
+/* When nspawn had to be killed before its init was gone, the init was handed to us (PID 1 of our
+ * namespace): reap it, now or when it is done exiting. */
+static void reap_orphaned_leader(Container *c) {
+        siginfo_t si = {};
+        sd_event_source *s;
+        int fd;
+
+        if (c->leader_pidfd < 0 || waitid(P_PIDFD, c->leader_pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+                return;   /* not our child: nspawn reaped it */
+        if (si.si_pid > 0) {
+                (void) waitid(P_PIDFD, c->leader_pidfd, &si, WEXITED | WNOHANG);
+                return;
+        }
+        fd = fcntl(c->leader_pidfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0 || sd_event_add_child_pidfd(c->event, &s, fd, WEXITED, on_orphan_exit, NULL) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return;
+        }
+        (void) sd_event_source_set_child_pidfd_own(s, true);
+        (void) sd_event_source_set_floating(s, true);
+        sd_event_source_unref(s);
+}
+
 static void forget_boot(Container *c) {
         exec_cancel(TAKE_PTR(c->env_job));
+        reap_orphaned_leader(c);
         if (c->leader_pidfd >= 0)
                 c->leader_pidfd = (close(c->leader_pidfd), -1);
         c->leader = 0;

@@ -497,10 +497,6 @@ static int veth_inside(Net *net, const NetVeth *v, const char *what) {
         if (r < 0)
                 return net_fail_nl(net, r, "%s: looking up %s in the node", what, v->peer_name);
         ifindex = rtnl_link_get_ifindex(peer);
-        if (v->ipv4_cidr && (r = addr_add(net, sk, ifindex, v->ipv4_cidr, what)) < 0)
-                return r;
-        if (v->ipv6_cidr && (r = addr_add(net, sk, ifindex, v->ipv6_cidr, what)) < 0)
-                return r;
 
         up = rtnl_link_alloc();
         if (!up)
@@ -509,6 +505,14 @@ static int veth_inside(Net *net, const NetVeth *v, const char *what) {
         r = rtnl_link_change(sk, peer, up, 0);
         if (r < 0)
                 return net_fail_nl(net, r, "%s: setting %s up in the node", what, v->peer_name);
+
+        /* Addresses after the link is up: an IPv6 address added to a down link stays
+         * tentative until addrconf's workqueue gets to it after the link comes up, NODAD or
+         * not, and that workqueue can lag (seen while another namespace was being torn down). */
+        if (v->ipv4_cidr && (r = addr_add(net, sk, ifindex, v->ipv4_cidr, what)) < 0)
+                return r;
+        if (v->ipv6_cidr && (r = addr_add(net, sk, ifindex, v->ipv6_cidr, what)) < 0)
+                return r;
 
         r = rtnl_link_get_kernel(sk, 0, "lo", &lo);
         if (r < 0)

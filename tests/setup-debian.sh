@@ -8,7 +8,7 @@ apt-get install -y -q --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
   liblua5.4-dev libsystemd-dev libnl-3-dev libnl-route-3-dev libcmocka-dev \
   libjansson-dev libedit-dev libxml2-utils \
-  systemd systemd-container dbus iproute2 iputils-ping netcat-openbsd curl hello nginx \
+  systemd systemd-container dbus iproute2 iputils-ping netcat-openbsd curl hello nginx time \
   qemu-system-x86 busybox-static cpio socat >/dev/null
 autoreconf -fi >/dev/null 2>&1
 mkdir -p build

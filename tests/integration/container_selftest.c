@@ -658,6 +658,32 @@ static void test_crash_mid_command(Node *n) {
         run_free(&x);
 }
 
+/* nspawn frozen, so it cannot reap its init: the kill falls back to SIGKILL of nspawn after a few
+ * seconds, and the init, handed to us, must still be reaped. */
+static void test_crash_frozen_nspawn(Node *n) {
+        char path[64], buf[512];
+        _cleanup_fclose_ FILE *f = NULL;
+        int nspawn = 0;
+        pid_t leader = container_leader(n->c);
+        uint64_t t0;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) leader);
+        f = fopen(path, "re");
+        if (f && fgets(buf, sizeof buf, f) && strrchr(buf, ')'))
+                sscanf(strrchr(buf, ')') + 1, " %*c %d", &nspawn);
+        if (!check(nspawn > 1, "frozen nspawn: found nspawn (pid %d) as the leader's parent", nspawn))
+                return;
+        (void) kill(nspawn, SIGSTOP);
+        t0 = now_usec();
+        container_crash(n->c);
+        bool ok = run_until(&n->exited, 15);
+        check(ok && n->exit_status == 128 + SIGKILL, "frozen nspawn: crash still ends it (status %d, %.1f s)",
+              n->exit_status, (now_usec() - t0) / 1e6);
+        run_for(0.2);
+        snprintf(path, sizeof path, "/proc/%d", (int) leader);
+        check(access(path, F_OK) < 0, "frozen nspawn: its init, handed to us, was reaped");
+}
+
 static void test_services_node(void) {
         char *services[] = { (char *) "nginx", NULL };
         ContainerConfig cfg = { .name = "web", .services = services };
@@ -783,8 +809,10 @@ static void test_parallel(void) {
                 all = output_is(n[i], "hostname", expected);
         }
         check(all, "three containers in parallel: each answers with its own hostname");
-        if (all)
+        if (all) {
                 test_crash_mid_command(n[0]);
+                test_crash_frozen_nspawn(n[1]);
+        }
         for (int i = 0; i < 3; i++)
                 node_free(n[i]);
 }
