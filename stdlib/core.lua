@@ -404,6 +404,8 @@ function internal.check_polling_conditions()
 end
 
 _G.expect = expect
+-- CLOCK_MONOTONIC in seconds: the clock systemd's *TimestampMonotonic properties use.
+_G.monotonic_time = internal.now
 _G.failure = failure
 
 ---------------------------------------------------------------------------------------------

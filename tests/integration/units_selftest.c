@@ -554,6 +554,10 @@ static void test_concurrency(Units *u) {
         for (int i = 1; i < 5; i++)
                 ok = ok && r[i].at > r[i - 1].at;
         check(ok, "five waits at once each end once, in activation order");
+        if (!ok)
+                for (int i = 0; i < 5; i++)
+                        printf("#   par%d: done %d calls %d error %d at %.1f ms: %s\n", i, r[i].done, r[i].calls,
+                               r[i].error, r[i].at / 1e3, r[i].message ? r[i].message : "");
         for (int i = 0; i < 5; i++)
                 wait_result_clear(&r[i]);
 
