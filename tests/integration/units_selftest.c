@@ -558,6 +558,11 @@ static void test_concurrency(Units *u) {
                 for (int i = 0; i < 5; i++)
                         printf("#   par%d: done %d calls %d error %d at %.1f ms: %s\n", i, r[i].done, r[i].calls,
                                r[i].error, r[i].at / 1e3, r[i].message ? r[i].message : "");
+        if (!ok) {
+                _cleanup_free_ char *out = NULL;
+                in_container(&out, "systemctl list-units --all 'par*' 2>&1; journalctl -n 20 --no-pager 2>&1");
+                printf("%s\n", out ? out : "");
+        }
         for (int i = 0; i < 5; i++)
                 wait_result_clear(&r[i]);
 
