@@ -27,8 +27,7 @@ enum {
 };
 
 static _Noreturn void die_usage(const char *msg) {
-        fprintf(stderr, "moonrig: %s\n", msg);
-        fprintf(stderr, "Try 'moonrig --help' for more information.\n");
+        fprintf(stderr, "moonrig: %s (see moonrig --help)\n", msg);
         exit(EXIT_USAGE);
 }
 
