@@ -1,5 +1,11 @@
 /* exec.h: run a command inside a running container's namespaces (pidfd + setns, no nsenter),
- * with stdout and stderr captured separately on sd-event. */
+ * with stdout and stderr captured separately on sd-event.
+ *
+ * The command is our direct child (cloned, sharing our memory until it execs, so starting one
+ * costs the same however big the runner grows), in the container's namespaces, leading its own
+ * session; it stays in our cgroup, as with nsenter. A timeout or exec_cancel kills its session and
+ * every descendant (frozen first, so none escapes by forking); a daemon that left the session
+ * before that is beyond reach, as with any process-group kill. */
 #pragma once
 
 #include <stdbool.h>
@@ -17,8 +23,8 @@ typedef struct ExecSpec {
         char **argv;              /* argv[0] is a path inside the container */
         char **envp;              /* NULL: an empty environment */
         const char *cwd;          /* inside the container; NULL: "/" */
-        const void *stdin_data;   /* NULL: stdin is /dev/null */
-        size_t stdin_len;
+        const void *stdin_data;   /* NULL: stdin is /dev/null; else a pipe holding these bytes */
+        size_t stdin_len;         /* at most a pipe's capacity (fs.pipe-max-size, 1 MiB): else -E2BIG */
         uint64_t timeout_usec;    /* 0: none */
         uint64_t grace_usec;      /* 0: EXEC_GRACE_USEC_DEFAULT. How long to keep reading after the
                                    * command exited while something it left behind holds stdout */
@@ -36,17 +42,21 @@ typedef struct ExecResult {
                                    * -ESRCH if the container died under it */
 } ExecResult;
 
-/* Called once per job. The callee may take out/err by setting the pointers to NULL. The job is
- * freed after the callback returns: the ExecJob pointer must not be used after that. */
+/* Called once per job, from the event loop (never from exec_start). The callee may take out/err
+ * by setting the pointers to NULL (free() them). The job is freed after the callback returns: the
+ * ExecJob pointer must not be used after that. After output_abandoned, what the command left
+ * behind may go on writing: the loop keeps reading and dropping it, so it gets no SIGPIPE. */
 typedef void (*exec_done_fn)(ExecResult *r, void *userdata);
 
-/* SIGCHLD must be blocked (sd-event's child sources need it). */
+/* SIGCHLD must be blocked (sd-event's child sources need it); one thread starts commands. Returns
+ * a negative errno only for bad arguments or lack of resources: a command that cannot start (the
+ * container is gone, no such program) is reported through done with error set and status -1. */
 int exec_start(sd_event *e, const ExecSpec *s, exec_done_fn done, void *userdata, ExecJob **ret);
 
 /* Kill the command's whole process tree with SIGKILL, free the job; no callback. */
 void exec_cancel(ExecJob *j);
 
-/* Host-side pid of the command's main process (its session leader), 0 before it is known. */
+/* Host-side pid of the command's main process (its session leader), 0 if it never started. */
 pid_t exec_job_pid(ExecJob *j);
 
 /* Freeze and SIGKILL every process in session `sid` and every descendant of those, including

@@ -352,7 +352,9 @@ static int mount_overlay(Prep *p, const char *lower, const char *upper, const ch
         _cleanup_free_ char *opts = NULL;
         int r;
 
-        if (asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work) < 0)
+        /* index=off: the node's layer is rebuilt at each prepare, and an index would refuse an upper
+         * layer that was used with another lower one (kept state, a second run). */
+        if (asprintf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s,index=off", lower, upper, work) < 0)
                 return -ENOMEM;
         if (mount("overlay", where, "overlay", 0, opts) < 0) {
                 r = -errno;

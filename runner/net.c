@@ -21,11 +21,13 @@
 #include <linux/pkt_sched.h>
 #include <netlink/netlink.h>
 #include <netlink/errno.h>
+#include <netlink/msg.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/qdisc.h>
+#include <netlink/route/route.h>
 #include <netlink/route/tc.h>
 
 #include "util.h"
@@ -410,6 +412,60 @@ int net_bridge_add(Net *net, const char *name) {
         return 0;
 }
 
+typedef struct RouteReply {
+        int type;
+        bool acked;
+} RouteReply;
+
+static int route_type_cb(struct nl_msg *msg, void *userdata) {
+        struct nlmsghdr *h = nlmsg_hdr(msg);
+        if (h->nlmsg_type == RTM_NEWROUTE && nlmsg_datalen(h) >= (int) sizeof(struct rtmsg))
+                ((RouteReply *) userdata)->type = ((struct rtmsg *) nlmsg_data(h))->rtm_type;
+        return NL_OK;
+}
+
+static int route_ack_cb(struct nl_msg *msg, void *userdata) {
+        (void) msg;
+        ((RouteReply *) userdata)->acked = true;
+        return NL_STOP;
+}
+
+/* The type of the route the kernel picks for addr (`ip route get`): RTN_LOCAL once the address
+ * is one of sk's namespace's own. Returns a libnl error code on failure. */
+static int route_type(struct nl_sock *sk, struct nl_addr *addr) {
+        _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETROUTE, 0);
+        struct rtmsg rtm = {
+                .rtm_family = (unsigned char) nl_addr_get_family(addr),
+                .rtm_dst_len = (unsigned char) (nl_addr_get_len(addr) * 8),
+        };
+        struct nl_cb *cb, *base;
+        RouteReply reply = { .type = -1 };
+        int r;
+
+        if (!msg)
+                return -NLE_NOMEM;
+        if (nlmsg_append(msg, &rtm, sizeof rtm, NLMSG_ALIGNTO) < 0 || nla_put_addr(msg, RTA_DST, addr) < 0)
+                return -NLE_MSGSIZE;
+        r = nl_send_auto(sk, msg);
+        if (r < 0)
+                return r;
+
+        base = nl_socket_get_cb(sk);
+        cb = nl_cb_clone(base);
+        nl_cb_put(base);
+        if (!cb)
+                return -NLE_NOMEM;
+        nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, route_type_cb, &reply);
+        nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, route_ack_cb, &reply);
+        /* The reply and the ACK come in separate reads; leaving the ACK behind would answer
+         * the next request on this socket. An error reply is its own ACK. */
+        do
+                r = nl_recvmsgs(sk, cb);
+        while (r >= 0 && !reply.acked);
+        nl_cb_put(cb);
+        return r < 0 ? r : reply.type;
+}
+
 /* Adds cidr to ifindex over sk; what names the operation for errors. */
 static int addr_add(Net *net, struct nl_sock *sk, int ifindex, const char *cidr, const char *what) {
         _cleanup_(nl_addr_putp) struct nl_addr *local = NULL;
@@ -436,6 +492,16 @@ static int addr_add(Net *net, struct nl_sock *sk, int ifindex, const char *cidr,
         r = rtnl_addr_add(sk, addr, 0);
         if (r < 0)
                 return net_fail_nl(net, r, "%s: adding address %s", what, cidr);
+
+        /* Even with NODAD, IPv6 installs the address's local route only when addrconf's
+         * workqueue runs "DAD"; until then packets to it are dropped. That queue also serves
+         * namespace teardown and can lag by seconds (a restarted node's old namespace dying),
+         * so wait until the address is local, for at most 2 s (best effort). */
+        if (v6) {
+                uint64_t deadline = now_usec() + 2000000;
+                while (route_type(sk, local) != RTN_LOCAL && now_usec() < deadline)
+                        usleep(500);
+        }
         return 0;
 }
 

@@ -641,6 +641,7 @@ static void test_crash_mid_command(Node *n) {
                 .envp = container_login_env(n->c),
         };
         Run x = {};
+        int stale = fcntl(container_leader_pidfd(n->c), F_DUPFD_CLOEXEC, 3);
         int r = exec_start(event, &s, on_run_done, &x, NULL);
 
         run_for(0.3);
@@ -655,6 +656,29 @@ static void test_crash_mid_command(Node *n) {
 
         x = run(n, "true");
         check(x.r.error < 0, "a command on a dead container fails at once (%s)", strerror(-x.r.error));
+        run_free(&x);
+
+        s.leader_pidfd = stale;
+        x = run_spec(&s);
+        check(x.r.error < 0 && x.r.status == -1, "a command through a dead container's pidfd: error %s, status %d",
+              strerror(-x.r.error), x.r.status);
+        run_free(&x);
+        close(stale);
+}
+
+static void test_no_such_program(Node *n) {
+        char *argv[] = { (char *) "/usr/bin/moonrig-no-such-program", NULL };
+        ExecSpec s = { .leader_pidfd = container_leader_pidfd(n->c), .argv = argv };
+        Run x = run_spec(&s);
+
+        check(x.r.error == -ENOENT && x.r.status == -1, "a program that does not exist: error %s, status %d",
+              strerror(-x.r.error), x.r.status);
+        run_free(&x);
+        s.cwd = "/no/such/dir";
+        argv[0] = (char *) "/usr/bin/true";
+        x = run_spec(&s);
+        check(x.r.error == -ENOENT && x.r.status == -1, "a working directory that does not exist: error %s",
+              strerror(-x.r.error));
         run_free(&x);
 }
 
@@ -682,6 +706,21 @@ static void test_crash_frozen_nspawn(Node *n) {
         run_for(0.2);
         snprintf(path, sizeof path, "/proc/%d", (int) leader);
         check(access(path, F_OK) < 0, "frozen nspawn: its init, handed to us, was reaped");
+}
+
+/* A new container on a state directory that another one used (kept state, a second run). */
+static void test_reuse(void) {
+        ContainerConfig cfg = { .name = "alpha" };
+        Node *n = node_new(&cfg);
+
+        if (!n)
+                return;
+        check(node_start(n) >= 0 && node_wait_ready(n, 60), "a new container on alpha's state directory boots");
+        check(output_is(n, "cat /root/marker /etc/marker", "kept\netc-kept\n"),
+              "... and finds what alpha wrote in /root and /etc");
+        check(output_is(n, "test -e /etc/moonrig-test.conf || echo gone", "gone\n"),
+              "... but not alpha's files, which were not given to it");
+        node_free(n);
 }
 
 static void test_services_node(void) {
@@ -872,6 +911,7 @@ static int run_tests(void) {
         if (alpha) {
                 TEST(basics, alpha);
                 TEST(stdin, alpha);
+                TEST(no_such_program, alpha);
                 TEST(files_and_services, alpha);
                 TEST(shared, alpha);
                 TEST(binds, alpha);
@@ -883,6 +923,8 @@ static int run_tests(void) {
                 TEST(reboot, alpha);
                 TEST(shutdown, alpha);
                 node_free(alpha);
+                if (wanted("reboot"))
+                        TEST(reuse);
         }
         TEST(services_node);
         TEST(boot_failure);

@@ -26,7 +26,8 @@ expect.raises(function() a:fail("true") end, "unexpectedly succeeded")
 -- a timeout kills the whole tree
 e = expect.raises(function() a:succeed("sleep 100 & sleep 100", { timeout = 1 }) end, "timed out")
 expect.eq(e.kind, "Timeout")
-a:fail("pgrep -x sleep")
+-- killed processes may take a moment to be reaped by the node's init
+a:wait_until_fails("pgrep -x sleep", { timeout = 5 })
 
 -- binary-safe and large output
 local _, bin = a:execute("printf 'a\\0b\\377'")
