@@ -8,7 +8,6 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <net/if.h>
 #include <linux/if.h>   /* IFF_LOWER_UP, IF_OPER_UP; after net/if.h */
 #include <pthread.h>
@@ -333,6 +332,10 @@ static void port_wait_forwarding(Net *net, int ifindex) {
                 link = rtnl_link_get(cache, ifindex);
                 if (!link || !(rtnl_link_get_flags(link) & IFF_LOWER_UP))
                         return;
+                /* Not a port: the bridge itself is listed too, as its own master. */
+                int master = rtnl_link_get_master(link);
+                if (master <= 0 || master == ifindex)
+                        return;
                 if (rtnl_link_get_operstate(link) == IF_OPER_UP &&
                     rtnl_link_bridge_get_port_state(link) == BR_STATE_FORWARDING)
                         return;
@@ -572,9 +575,8 @@ static int veth_inside(Net *net, const NetVeth *v, const char *what) {
         if (r < 0)
                 return net_fail_nl(net, r, "%s: setting %s up in the node", what, v->peer_name);
 
-        /* Addresses after the link is up: an IPv6 address added to a down link stays
-         * tentative until addrconf's workqueue gets to it after the link comes up, NODAD or
-         * not, and that workqueue can lag (seen while another namespace was being torn down). */
+        /* Addresses after the link is up: addr_add waits for an IPv6 address to become
+         * local, which on a down link it never does. */
         if (v->ipv4_cidr && (r = addr_add(net, sk, ifindex, v->ipv4_cidr, what)) < 0)
                 return r;
         if (v->ipv6_cidr && (r = addr_add(net, sk, ifindex, v->ipv6_cidr, what)) < 0)
@@ -608,8 +610,12 @@ int net_veth_add(Net *net, const NetVeth *v) {
                 return bridge_index;
 
         r = veth_create(net, v, bridge_index, what);
-        if (r == -EEXIST && owned_find_kind(net, v->host_name, OWNED_VETH) && link_delete(net->sk, v->host_name) >= 0)
-                r = veth_create(net, v, bridge_index, what);
+        if (r == -EEXIST && owned_find_kind(net, v->host_name, OWNED_VETH)) {
+                /* The node's previous pair, its namespace not yet torn down (or gone meanwhile). */
+                int d = link_delete(net->sk, v->host_name);
+                if (d >= 0 || nlerr_is_absent(d))
+                        r = veth_create(net, v, bridge_index, what);
+        }
         if (r < 0)
                 return r;
         r = owned_add(net, v->host_name, OWNED_VETH);
@@ -688,27 +694,34 @@ int net_tap_open(Net *net, const char *name, const char *bridge, int *ret_fd) {
         return 0;
 }
 
-/* Builds RTM_NEWQDISC for netem by hand: libnl 3.7's netem has no rate and only 32-bit tick
- * delays. TCA_OPTIONS of netem is a struct tc_netem_qopt followed by attributes. */
+/* Builds RTM_NEWQDISC for netem by hand, byte for byte as `tc qdisc replace ... netem` does
+ * (checked against strace of tc): libnl 3.7's netem has no rate. TCA_OPTIONS of netem is a
+ * struct tc_netem_qopt followed by attributes, and is not flagged NLA_F_NESTED. Delays go both
+ * as 64 ns ticks in the qopt (old kernels) and in ns as LATENCY64/JITTER64 (4.15+, precise). */
 static int netem_msg(int ifindex, const NetemSpec *spec, struct nl_msg **ret) {
         _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
         struct tcmsg tcm = { .tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_parent = TC_H_ROOT };
         struct tc_netem_qopt qopt = { .limit = 1000 };
         struct nlattr *opts;
-        double loss = spec->loss_percent / 100.0 * (double) UINT32_MAX;
+        double loss = spec->loss_percent / 100.0 * (double) UINT32_MAX + 0.5;
+        int64_t delay_ns = (int64_t) (spec->delay_ms * 1e6), jitter_ns = (int64_t) (spec->jitter_ms * 1e6);
         uint64_t rate = spec->rate_kbit * 1000 / 8;
 
         qopt.loss = loss >= (double) UINT32_MAX ? UINT32_MAX : (uint32_t) loss;
+        qopt.latency = delay_ns / 64 >= UINT32_MAX ? UINT32_MAX : (uint32_t) (delay_ns / 64);
+        qopt.jitter = jitter_ns / 64 >= UINT32_MAX ? UINT32_MAX : (uint32_t) (jitter_ns / 64);
         if (!msg)
                 return -ENOMEM;
         if (nlmsg_append(msg, &tcm, sizeof tcm, NLMSG_ALIGNTO) < 0 ||
-            nla_put_string(msg, TCA_KIND, "netem") < 0 ||
-            !(opts = nla_nest_start(msg, TCA_OPTIONS)) ||
+            nla_put_string(msg, TCA_KIND, "netem") < 0)
+                return -EMSGSIZE;
+        opts = (struct nlattr *) nlmsg_tail(nlmsg_hdr(msg));
+        if (nla_put(msg, TCA_OPTIONS, 0, NULL) < 0 ||
             nlmsg_append(msg, &qopt, sizeof qopt, NLMSG_ALIGNTO) < 0)
                 return -EMSGSIZE;
-        if (spec->delay_ms > 0 && nla_put_s64(msg, TCA_NETEM_LATENCY64, (int64_t) (spec->delay_ms * 1e6)) < 0)
+        if (delay_ns > 0 && nla_put_s64(msg, TCA_NETEM_LATENCY64, delay_ns) < 0)
                 return -EMSGSIZE;
-        if (spec->jitter_ms > 0 && nla_put_s64(msg, TCA_NETEM_JITTER64, (int64_t) (spec->jitter_ms * 1e6)) < 0)
+        if (jitter_ns > 0 && nla_put_s64(msg, TCA_NETEM_JITTER64, jitter_ns) < 0)
                 return -EMSGSIZE;
         if (rate > 0) {
                 struct tc_netem_rate r = { .rate = rate >= UINT32_MAX ? UINT32_MAX : (uint32_t) rate };
@@ -746,8 +759,8 @@ int net_netem_set(Net *net, const char *ifname, const NetemSpec *spec) {
                 rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
                 rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
                 r = rtnl_qdisc_delete(net->sk, q);
-                /* No root qdisc of ours there: nothing to remove. */
-                if (r < 0 && !nlerr_is_absent(r) && !(r == -NLE_INVAL && !o))
+                /* ENOENT: only the default qdisc is there, nothing to remove. */
+                if (r < 0 && !nlerr_is_absent(r))
                         return net_fail_nl(net, r, "%s", what);
                 if (o)
                         o->netem = false;

@@ -9,15 +9,19 @@
 typedef struct Net Net;
 
 /* Opens an rtnetlink socket in the calling thread's network namespace, which is where every
- * bridge, host end and tap is made. */
+ * bridge, host end and tap is made. One Net per namespace: its links share an IFLA_GROUP
+ * (0x6d72xxxx) so that net_free deletes them in one batch.
+ * Calls may block for a short while: see the waits noted below (typically under 1 ms). */
 int net_new(Net **ret);
 
-/* Deletes every link this Net made and still finds (newest first; qdiscs go with their
- * links), then frees it. A veth whose node's namespace died is already gone: not an error. */
+/* Deletes every link this Net made (one RTM_DELLINK for its group: 50 veths and a bridge in
+ * about 50 ms, against about 17 ms a link one by one; qdiscs go with their links, a veth's
+ * peer with its host end), then frees it. Links already gone are no error. */
 void net_free(Net *net);
 
 /* The last error, naming the operation and the interface, e.g.
- * "creating veth n1v1-a (peer eth1, bridge mrbr1): Object exists"; "" when none. Valid until
+ * "creating veth n1v1-a (peer eth1 in the node's namespace, bridge mrbr1): Object exists";
+ * "" when none. Valid until
  * the next call on this Net. Every function below returns a negative errno on failure. */
 const char *net_error(const Net *net);
 
@@ -26,7 +30,8 @@ const char *net_error(const Net *net);
 int net_bridge_add(Net *net, const char *name);
 
 /* Adds an address ("192.168.1.254/24", "2001:db8:1::fe/64") to a link in the runner's
- * namespace, e.g. to give the bridge one as NixOS's container bridge has. IPv6 skips DAD. */
+ * namespace, e.g. to give the bridge one as NixOS's container bridge has. IPv6 skips DAD,
+ * and the call returns once the address is local (see net_veth_add). */
 int net_addr_add(Net *net, const char *ifname, const char *cidr);
 
 typedef struct NetVeth {
@@ -41,9 +46,14 @@ typedef struct NetVeth {
 
 /* Makes a veth pair whose peer is born inside the node's namespace under its final name and
  * MAC (one RTM_NEWLINK, so no temporary name ever exists in the runner's namespace); the host
- * end is enslaved and up. Inside, the peer gets its addresses and it and lo are brought up.
+ * end is enslaved and up. Inside, the peer and lo are brought up and the peer gets its
+ * addresses. On return traffic flows: it waits (at most 2 s each, best effort, typically
+ * 0.5 ms) until the IPv6 address is local (even with NODAD the kernel installs its local
+ * route from a workqueue, which lags while another namespace is torn down) and until the
+ * bridge forwards through the host end (carrier reaches the bridge through linkwatch).
  * If a link called host_name that this Net made is still there (a node restarted before
- * the kernel finished tearing its old namespace down), it is deleted and the pair made again. */
+ * the kernel finished tearing its old namespace down), it is deleted and the pair made again.
+ * On failure nothing of the pair is left. About 1.5 ms a pair on a 2-core VM. */
 int net_veth_add(Net *net, const NetVeth *veth);
 
 /* Opens /proc/<pid>/ns/net (O_CLOEXEC), for NetVeth.netns_fd. */
@@ -57,7 +67,8 @@ int net_netns_open(pid_t pid);
  * must differ from the guest NIC's, or the bridge would keep the guest's frames for itself. */
 int net_tap_open(Net *net, const char *name, const char *bridge, int *ret_fd);
 
-/* Sets a link in the runner's namespace up or down: block/unblock on a node's host end. */
+/* Sets a link in the runner's namespace up or down: block/unblock on a node's host end.
+ * Setting a bridge port with carrier up waits (at most 1 s) until the bridge forwards. */
 int net_link_set_up(Net *net, const char *name, bool up);
 
 /* Deletes a link (a veth host end takes its peer along). -ENODEV if there is none. */
@@ -73,8 +84,10 @@ typedef struct NetemSpec {
         uint64_t rate_kbit;     /* 0: no limit */
 } NetemSpec;
 
-/* Installs (or replaces) netem as the root qdisc of ifname; spec NULL removes it again
- * (a no-op when none is set). -EINVAL for negative values or a loss over 100. */
+/* Installs (or replaces) netem as the root qdisc of ifname; spec NULL deletes the root qdisc
+ * again (a no-op when this Net set none on a link it made, or when there is only the default).
+ * -EINVAL for negative values or a loss over 100; -EOPNOTSUPP when the kernel has no netem
+ * (this project's Firecracker CI kernels are built without CONFIG_NET_SCH_NETEM). */
 int net_netem_set(Net *net, const char *ifname, const NetemSpec *spec);
 
 #define NET_NEED_TUN   (1u << 0) /* the test has VMs: /dev/net/tun must work */

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
@@ -247,13 +248,14 @@ static bool tap_arp(int fd, const uint8_t src_mac[6], const char *src_ip, const 
         return false;
 }
 
-static const char *our_prefixes[] = { "mrbr", "mrpf", "n1v", "n2v", "n3v", "n4v", "n5v", "n6v", "n7v", "n8v", "n9v", "eth" };
-
+/* Names this test (or net_preflight) could make: mrbr*, mrpf*, eth*, n<digits>v<digits>*. */
 static bool is_ours(const char *name) {
-        for (size_t i = 0; i < ELEMENTSOF(our_prefixes); i++)
-                if (startswith(name, our_prefixes[i]))
-                        return true;
-        return false;
+        if (startswith(name, "mrbr") || startswith(name, "mrpf") || startswith(name, "eth"))
+                return true;
+        if (name[0] != 'n' || !isdigit((unsigned char) name[1]))
+                return false;
+        const char *p = name + 1 + strspn(name + 1, "0123456789");
+        return p[0] == 'v' && isdigit((unsigned char) p[1]);
 }
 
 /* Times n veth pairs on a Net of their own, so that net_free's batched delete is timed too. */
@@ -418,6 +420,24 @@ int main(int argc, char **argv) {
         pr = ping(&beta, la->ipv6, NULL, &rtt);
         check(pr == 0, "beta pings alpha at %s (%.3f ms)", la->ipv6, rtt);
 
+        /* The runner's side of the bridge, as NixOS's container bridge has: .254 and ::fe. */
+        Node runner = { .netns_fd = -1 };
+        r = net_addr_add(net, la->bridge, "192.168.1.254/24");
+        int r6 = net_addr_add(net, la->bridge, "2001:db8:1::fe/64");
+        int p4 = ping(&runner, la->ipv4, NULL, &rtt);
+        pr = ping(&runner, lb->ipv6, NULL, &rtt);
+        check(r == 0 && r6 == 0 && p4 == 0 && pr == 0,
+              "bridge addresses 192.168.1.254/24 and 2001:db8:1::fe/64: the runner pings alpha and beta%s%s",
+              r < 0 || r6 < 0 ? ": " : "", r < 0 || r6 < 0 ? net_error(net) : "");
+        r = net_addr_add(net, la->bridge, "2001:db8:1::fe");
+        check(r == -EINVAL && streq(net_error(net), "adding 2001:db8:1::fe to mrbr1: address '2001:db8:1::fe' has "
+                                    "no prefix length (as in /24): Invalid argument"),
+              "an address without prefix length is refused: \"%s\"", net_error(net));
+        t0 = now_usec();
+        r = net_link_set_up(net, la->bridge, true);
+        check(r == 0 && now_usec() - t0 < 100000, "setting the bridge up (not a port) returns at once (%.2f ms)",
+              (now_usec() - t0) / 1000.0);
+
         r = net_link_set_up(net, lb->host_ifname, false);
         check(r == 0 && ping(&alpha, lb->ipv4, NULL, &rtt) != 0 && ping(&alpha, lb->ipv6, NULL, &rtt) != 0,
               "block: %s down, alpha cannot reach beta by IPv4 or IPv6", lb->host_ifname);
@@ -479,6 +499,14 @@ int main(int argc, char **argv) {
         uint8_t gmac[6] = { 0x52, 0x54, 0x00, 0x12, 0x01, 0x03 };
         check(tap >= 0 && tap_arp(tap, gmac, lg->ipv4, la->ipv4, la->mac),
               "ARP who-has %s written to the tap is answered by alpha (%s)", la->ipv4, la->mac);
+        r = net_link_set_up(net, lg->host_ifname, false);
+        errno = 0;
+        bool answered = tap_arp(tap, gmac, lg->ipv4, la->ipv4, la->mac);
+        int write_errno = errno;
+        check(r == 0 && !answered, "block the VM: tap down, alpha does not answer (QEMU's write: %s)",
+              write_errno ? strerror(write_errno) : "no error");
+        r = net_link_set_up(net, lg->host_ifname, true);
+        check(r == 0 && tap_arp(tap, gmac, lg->ipv4, la->ipv4, la->mac), "unblock the VM: tap up, alpha answers");
         int tap2 = -1;
         r = net_tap_open(net, lg->host_ifname, lg->bridge, &tap2);
         check(r == -EBUSY, "a second fd on the busy tap: -EBUSY (\"%s\")", net_error(net));
