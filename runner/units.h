@@ -19,9 +19,10 @@ typedef struct UnitsQuery UnitsQuery;
  * connection, no bus daemon), else the system bus socket. With `user` (a name from the
  * container's /etc/passwd, or a numeric uid), that user's manager instead:
  * /run/user/<uid>/systemd/private, else /run/user/<uid>/bus.
- * Nothing here blocks: the authentication finishes on the loop, and calls made meanwhile are
- * queued. The private socket is connected from a short-lived child inside the container's PID
- * namespace (two forks, about 1 ms): systemd drops peers whose PID it cannot see.
+ * Nothing here waits on the manager: authentication finishes on the loop, and calls made
+ * meanwhile are queued. The one blocking step: the private socket is connected by a short-lived
+ * child inside the container's PID namespace (two forks, 2-3 ms measured on the 2-core CI VMs),
+ * since systemd drops peers whose PID it cannot see.
  * Returns 0, or -ENOENT / -ECONNREFUSED when no socket listens yet (the manager is not up: retry
  * on a timer), -ESRCH when there is no such leader or the user is not in the container's
  * /etc/passwd, or another negative errno. */
@@ -68,7 +69,8 @@ void units_wait_cancel(UnitsWait *w);
  * properties of every interface as "Key=value" lines, formatted as systemctl 252 prints them
  * (yes/no, timestamps, time spans, Exec lines ...). Without a property empty values are left
  * out, as systemctl does without --all; with one, it is printed even when empty. A few rare
- * structured properties systemctl knows are skipped (see units.c). A unit that does not exist
+ * structured properties (MountImages, SocketBindAllow, credentials ...) are left out even when
+ * set (see format_property() in units.c). A unit that does not exist
  * gives its LoadState=not-found properties, as systemctl does, not an error. properties is a
  * NULL-terminated list, borrowed for the callback. */
 typedef void (*units_properties_fn)(int error, char **properties, const char *message, void *userdata);

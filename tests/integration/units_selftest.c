@@ -110,10 +110,9 @@ static int in_container(char **out, const char *cmd) {
                         n += k;
                         if (cap - n < 1024) {
                                 char *b2 = realloc(buf, cap *= 2);
-                                if (!b2) {
+
+                                if (!b2)
                                         free(buf);
-                                        buf = NULL;
-                                }
                                 buf = b2;
                         }
                 }
@@ -342,6 +341,9 @@ static int boot_container(void) {
 
 static void stop_container(void) {
         int status;
+
+        if (notify_fd >= 0)
+                notify_fd = (close(notify_fd), -1);
 
         if (nspawn_pid > 0) {
                 kill(nspawn_pid, SIGTERM);
@@ -678,6 +680,46 @@ static void test_properties(Units *u) {
         compare_show(u, "-.mount");
         compare_show(u, "system.slice");
 
+        /* Properties with their own formats in systemctl. */
+        _cleanup_free_ char *err = NULL;
+        int rc = in_container(&err, "exec 2>&1; systemd-run --quiet --unit=exotic --service-type=oneshot --remain-after-exit "
+                           "-p StandardInputData=aGVsbG8K -p IPAddressDeny=10.0.0.0/8 -p IPAddressAllow=::1/128 "
+                           "-p BindReadOnlyPaths=/usr:/mnt -p TemporaryFileSystem=/srv:ro -p CPUAffinity=0 "
+                           "-p SystemCallFilter=~@mount -p 'DeviceAllow=/dev/null rw' "
+                           "-p EnvironmentFile=-/etc/nonexistent -p LogExtraFields=FOO=bar "
+                           "-p RestrictNamespaces='net ipc' -p CapabilityBoundingSet=CAP_NET_ADMIN "
+                           "-p 'IOReadBandwidthMax=/dev/null 1M' -p MountFlags=private -p UMask=0027 "
+                           "-p RuntimeMaxSec=90 -p 'Environment=A=1 \"B=two words\"' -p NUMAPolicy=bind "
+                           "-p NUMAMask=0 -p SuccessExitStatus='3 TERM' -p 'ExecStartPost=-/bin/echo hi' "
+                           "/bin/true");
+        check(rc == 0, "systemd-run a unit with unusual properties (exit %d) %s", rc, rc ? err : "");
+        compare_show(u, "exotic.service");
+        pr = (PropsResult) {};
+        units_get_properties(u, "exotic.service", NULL, on_props, &pr, NULL);
+        loop_until(&pr.done, 5 * USEC_PER_SEC);
+        {
+                static const char *const expect[] = {
+                        "StandardInputData=aGVsbG8K", "IPAddressDeny=10.0.0.0/8", "IPAddressAllow=::1/128",
+                        "BindReadOnlyPaths=/usr:/mnt:rbind", "TemporaryFileSystem=/srv:ro", "CPUAffinity=0",
+                        "DeviceAllow=/dev/null rw", "EnvironmentFiles=/etc/nonexistent (ignore_errors=yes)",
+                        "RestrictNamespaces=ipc net", "CapabilityBoundingSet=cap_net_admin",
+                        "IOReadBandwidthMax=/dev/null 1000000", "MountFlags=private", "UMask=0027",
+                        "RuntimeMaxUSec=1min 30s", "Environment=A=1 \"B=two words\"", "NUMAPolicy=bind",
+                        "NUMAMask=0", "SuccessExitStatus=3 TERM", "LogExtraFields=FOO=bar", NULL,
+                };
+                int missing = 0;
+
+                for (const char *const *e = expect; *e; e++)
+                        if (!has_line(pr.lines, *e)) {
+                                printf("#   missing: %s\n", *e);
+                                missing++;
+                        }
+                check(pr.error == 0 && missing == 0, "unusual properties are formatted as systemctl does");
+        }
+        strv_free(pr.lines);
+        free(pr.message);
+        pr = (PropsResult) {};
+
         units_get_properties(u, "multi-user.target", "Job", on_props, &pr, NULL);
         loop_until(&pr.done, 5 * USEC_PER_SEC);
         check(pr.error == 0 && pr.lines && pr.lines[0] && streq(pr.lines[0], "Job=") && !pr.lines[1],
@@ -865,6 +907,10 @@ int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         if (geteuid() != 0) {
                 printf("1..0 # SKIP units_selftest needs root (systemd-nspawn, namespaces)\n");
+                return 77;
+        }
+        if (access("/usr/bin/systemd-nspawn", X_OK) < 0 || access("/usr/bin/nsenter", X_OK) < 0) {
+                printf("1..0 # SKIP needs systemd-nspawn (apt-get install systemd-container) and nsenter\n");
                 return 77;
         }
         if (!mkdtemp(tmpdir)) {
