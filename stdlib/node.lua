@@ -299,16 +299,23 @@ function Node:execute(cmd, opts)
   return status, out, err
 end
 
-function Node:succeed(...)
+-- succeed and fail: each command in turn must exit with (or without) status 0.
+local function run_each(self, want_success, ...)
   local cmds, opts = split_commands(...)
   local timeout = opt_timeout(opts, nil)
   local outs = {}
   for _, cmd in ipairs(cmds) do
-    nested("must succeed: " .. cmd, function()
+    nested((want_success and "must succeed: " or "must fail: ") .. cmd, function()
       local status, out, err = self:execute(cmd, { timeout = timeout })
-      if status ~= 0 then
-        clog.message(self.name, "output: " .. out)
-        fail_with("TestFailure", fmt("command `%s` failed (exit code %d)", cmd, status),
+      if (status == 0) ~= want_success then
+        local msg
+        if want_success then
+          clog.message(self.name, "output: " .. out)
+          msg = fmt("command `%s` failed (exit code %d)", cmd, status)
+        else
+          msg = fmt("command `%s` unexpectedly succeeded", cmd)
+        end
+        fail_with("TestFailure", msg,
           { node = self.name, command = cmd, status = status, output = tail(out .. err, 2000) })
       end
       outs[#outs + 1] = out
@@ -317,48 +324,26 @@ function Node:succeed(...)
   return concat(outs)
 end
 
-function Node:fail(...)
-  local cmds, opts = split_commands(...)
-  local timeout = opt_timeout(opts, nil)
-  local outs = {}
-  for _, cmd in ipairs(cmds) do
-    nested("must fail: " .. cmd, function()
-      local status, out, err = self:execute(cmd, { timeout = timeout })
-      if status == 0 then
-        fail_with("TestFailure", fmt("command `%s` unexpectedly succeeded", cmd),
-          { node = self.name, command = cmd, status = status, output = tail(out .. err, 2000) })
-      end
-      outs[#outs + 1] = out
-    end, self.name)
-  end
-  return concat(outs)
-end
+function Node:succeed(...) return run_each(self, true, ...) end
+function Node:fail(...) return run_each(self, false, ...) end
 
-function Node:wait_until_succeeds(cmd, opts)
+-- wait_until_succeeds and wait_until_fails: retry until the status is what is wanted.
+local function wait_until(self, want_success, cmd, opts)
   local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
-  return nested("waiting for success: " .. cmd, function()
+  local what = want_success and "waiting for success: " or "waiting for failure: "
+  return nested(what .. cmd, function()
     local output
     retry(function()
       local status, out = self:execute(cmd, { timeout = timeout })
       output = out
-      return status == 0
+      return (status == 0) == want_success
     end, { timeout = timeout })
     return output
   end, self.name)
 end
 
-function Node:wait_until_fails(cmd, opts)
-  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
-  return nested("waiting for failure: " .. cmd, function()
-    local output
-    retry(function()
-      local status, out = self:execute(cmd, { timeout = timeout })
-      output = out
-      return status ~= 0
-    end, { timeout = timeout })
-    return output
-  end, self.name)
-end
+function Node:wait_until_succeeds(cmd, opts) return wait_until(self, true, cmd, opts) end
+function Node:wait_until_fails(cmd, opts) return wait_until(self, false, cmd, opts) end
 
 function Node:sleep(seconds)
   self:succeed(fmt("sleep %g", seconds))
