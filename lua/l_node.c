@@ -17,6 +17,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "container.h"
+#include "l_net.h"
 #include "log.h"
 #include "runtime.h"
 #include "sched.h"
@@ -31,8 +32,16 @@ typedef struct WaitList {
         size_t n, cap;
 } WaitList;
 
+/* One of the node's links: a veth whose peer is born in the node's network namespace. */
+typedef struct NodeLink {
+        char *host_ifname, *bridge, *ifname, *mac, *ip_cidr, *ipv6_cidr;
+} NodeLink;
+
 typedef struct Node {
         Container *c;
+        NodeLink *links;           /* made again at every boot, in on_leader */
+        size_t n_links;
+        char *link_error;          /* why the last boot's links failed */
         char *name;
         char *state_dir;
         Units *units;              /* the container's systemd, per boot */
@@ -137,6 +146,8 @@ static void on_ready(Container *c, int error, const char *message) {
         n->booting = false;
         n->ready_error = error;
         free(n->ready_message);
+        if (error < 0 && n->link_error)
+                message = n->link_error;   /* the crash was ours, for this reason */
         n->ready_message = message ? strdup(message) : NULL;
         n->units = units_unref(n->units);
         if (error < 0)
@@ -152,9 +163,11 @@ static void on_exit_cb(Container *c, int status) {
         n->units = units_unref(n->units);
         if (n->ready.n > 0) {
                 _cleanup_free_ char *msg = NULL;
-                if (asprintf(&msg, "%s: the container stopped (status %d) before it was ready%s%s",
-                             n->name, status, n->ready_message ? ": " : "",
-                             n->ready_message ? n->ready_message : "") < 0)
+                if (n->link_error)
+                        msg = strdup(n->link_error);
+                else if (asprintf(&msg, "%s: the container stopped (status %d) before it was ready%s%s",
+                                  n->name, status, n->ready_message ? ": " : "",
+                                  n->ready_message ? n->ready_message : "") < 0)
                         msg = NULL;
                 waitlist_wake(&n->ready, "MachineError", msg ? msg : "the container stopped");
         }
@@ -184,7 +197,47 @@ static void on_console_line(Container *c, const char *line, size_t len) {
         waitlist_wake(&n->console, NULL, NULL);
 }
 
+/* The node's namespaces exist and its init is starting: give it its links before its units run. */
+static void on_leader(Container *c, pid_t leader) {
+        Node *n = container_userdata(c);
+        if (n->n_links == 0)
+                return;
+        const char *error = NULL;
+        Net *net = lnet_get(&error);
+        _cleanup_close_ int ns = net ? net_netns_open(leader) : -EBADF;
+        if (!net || ns < 0) {
+                free(n->link_error);
+                if (asprintf(&n->link_error, "%s: cannot attach its network links: %s", n->name,
+                             net ? strerror(-ns) : error) < 0)
+                        n->link_error = NULL;
+                container_crash(c);
+                return;
+        }
+        for (size_t i = 0; i < n->n_links; i++) {
+                const NodeLink *l = &n->links[i];
+                NetVeth v = {
+                        .host_name = l->host_ifname,
+                        .bridge = l->bridge,
+                        .netns_fd = ns,
+                        .peer_name = l->ifname,
+                        .mac = l->mac,
+                        .ipv4_cidr = l->ip_cidr,
+                        .ipv6_cidr = l->ipv6_cidr,
+                };
+                int r = net_veth_add(net, &v);
+                if (r < 0) {
+                        free(n->link_error);
+                        if (asprintf(&n->link_error, "%s: cannot attach its network link %s: %s", n->name,
+                                     l->ifname, net_error(net)) < 0)
+                                n->link_error = NULL;
+                        container_crash(c);
+                        return;
+                }
+        }
+}
+
 static const ContainerCallbacks callbacks = {
+        .on_leader = on_leader,
         .on_ready = on_ready,
         .on_exit = on_exit_cb,
         .on_console_line = on_console_line,
@@ -317,6 +370,21 @@ static int l_container_new(lua_State *L) {
         return 1;
 }
 
+static void links_free(Node *n) {
+        for (size_t i = 0; i < n->n_links; i++) {
+                NodeLink *l = &n->links[i];
+                free(l->host_ifname);
+                free(l->bridge);
+                free(l->ifname);
+                free(l->mac);
+                free(l->ip_cidr);
+                free(l->ipv6_cidr);
+        }
+        free(n->links);
+        n->links = NULL;
+        n->n_links = 0;
+}
+
 static void node_free(Node *n) {
         waitlist_wake(&n->ready, "MachineError", "the run is ending");
         waitlist_wake(&n->exited, NULL, NULL);
@@ -327,6 +395,8 @@ static void node_free(Node *n) {
         free(n->state_dir);
         free(n->ready_message);
         free(n->console_log);
+        free(n->link_error);
+        links_free(n);
         free(n);
 }
 
@@ -350,6 +420,8 @@ static int l_start(lua_State *L) {
                 return 0;
         n->ready_error = 0;
         n->booting = true;
+        free(n->link_error);
+        n->link_error = NULL;
         int r = container_start(n->c);
         if (r < 0 && r != -EBUSY) {
                 n->booting = false;
@@ -403,6 +475,8 @@ static int l_crash(lua_State *L) {
 
 static int l_reboot(lua_State *L) {
         Node *n = check_node(L, 1);
+        free(n->link_error);
+        n->link_error = NULL;
         int r = container_reboot(n->c);
         if (r < 0)
                 return luaL_error(L, "%s: cannot reboot: %s", n->name,
@@ -410,6 +484,57 @@ static int l_reboot(lua_State *L) {
         n->booting = true;
         Wait *w = sched_wait_new(L, "%s: waiting for the container to come back", n->name);
         return listwait(L, &n->ready, 0, w);
+}
+
+static char *field_dup(lua_State *L, int t, const char *k) {
+        lua_getfield(L, t, k);
+        const char *s = lua_tostring(L, -1);
+        char *d = s ? strdup(s) : NULL;
+        lua_pop(L, 1);
+        return d;
+}
+
+/* h:set_links({ {host_ifname=, bridge=, ifname=, mac=, ip_cidr=, ipv6_cidr=}, ... }): the links
+ * attached at every boot from now on. */
+static int l_set_links(lua_State *L) {
+        Node *n = check_node(L, 1);
+        luaL_checktype(L, 2, LUA_TTABLE);
+        size_t k = lua_rawlen(L, 2);
+        NodeLink *v = calloc(k ?: 1, sizeof *v);
+        if (!v)
+                return luaL_error(L, "out of memory");
+        for (size_t i = 0; i < k; i++) {
+                lua_rawgeti(L, 2, (lua_Integer) i + 1);
+                int t = lua_gettop(L);
+                v[i] = (NodeLink) {
+                        .host_ifname = field_dup(L, t, "host_ifname"),
+                        .bridge = field_dup(L, t, "bridge"),
+                        .ifname = field_dup(L, t, "ifname"),
+                        .mac = field_dup(L, t, "mac"),
+                        .ip_cidr = field_dup(L, t, "ip_cidr"),
+                        .ipv6_cidr = field_dup(L, t, "ipv6_cidr"),
+                };
+                lua_pop(L, 1);
+        }
+        links_free(n);
+        n->links = v;
+        n->n_links = k;
+        return 0;
+}
+
+/* h:add_file(path, content): put in place before the first boot, unless the node's files
+ * already name that path. */
+static int l_add_file(lua_State *L) {
+        Node *n = check_node(L, 1);
+        size_t len;
+        const char *path = luaL_checkstring(L, 2);
+        const char *content = luaL_checklstring(L, 3, &len);
+        HostImageFile f = { .path = path, .content = content, .len = len, .mode = 0644 };
+        int r = container_add_file(n->c, &f);
+        if (r < 0)
+                return luaL_error(L, "%s: cannot add %s: %s", n->name, path,
+                                  r == -EBUSY ? "the node has booted already" : strerror(-r));
+        return 0;
 }
 
 static int l_is_up(lua_State *L) {
@@ -910,6 +1035,8 @@ static int l_sandboxed(lua_State *L) {
 void bridge_open_nodes(lua_State *L) {
         static const luaL_Reg methods[] = {
                 { "start", l_start },
+                { "set_links", l_set_links },
+                { "add_file", l_add_file },
                 { "wait_ready", l_wait_ready },
                 { "wait_exit", l_wait_exit },
                 { "shutdown", l_shutdown },

@@ -113,6 +113,7 @@ int runtime_new(Runtime **ret) {
         sched_open(rt->L);
         bridge_open_log(rt->L);
         bridge_open_nodes(rt->L);
+        bridge_open_net(rt->L);
         r = load_stdlib(rt->L);
         if (r < 0)
                 return r;

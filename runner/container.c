@@ -845,27 +845,58 @@ void container_crash(Container *c) {
 
 /* ---- life ---- */
 
+static int copy_file(const HostImageFile *f, HostImageFile *g) {
+        *g = (HostImageFile) { .len = f->len, .mode = f->mode };
+        if (f->path && !(g->path = strdup(f->path)))
+                return -ENOMEM;
+        if (f->source && !(g->source = strdup(f->source)))
+                return -ENOMEM;
+        if (f->content) {
+                void *p = malloc(f->len ?: 1);
+                if (!p)
+                        return -ENOMEM;
+                memcpy(p, f->content, f->len);
+                g->content = p;
+        }
+        return 0;
+}
+
+static void file_done(HostImageFile *f) {
+        free((char *) f->path);
+        free((char *) f->source);
+        free((void *) f->content);
+}
+
 static int copy_files(Container *c, const ContainerConfig *cfg) {
         c->files = calloc(cfg->n_files ?: 1, sizeof *c->files);
         if (!c->files)
                 return -ENOMEM;
         for (size_t i = 0; i < cfg->n_files; i++) {
-                const HostImageFile *f = &cfg->files[i];
-                HostImageFile *g = &c->files[i];
-
-                *g = (HostImageFile) { .len = f->len, .mode = f->mode };
-                if (f->path && !(g->path = strdup(f->path)))
-                        return -ENOMEM;
-                if (f->source && !(g->source = strdup(f->source)))
-                        return -ENOMEM;
-                if (f->content) {
-                        void *p = malloc(f->len ?: 1);
-                        if (!p)
-                                return -ENOMEM;
-                        memcpy(p, f->content, f->len);
-                        g->content = p;
-                }
+                int r = copy_file(&cfg->files[i], &c->files[i]);
+                if (r < 0)
+                        return r;
         }
+        return 0;
+}
+
+int container_add_file(Container *c, const HostImageFile *f) {
+        if (!c || !f || !f->path)
+                return -EINVAL;
+        if (c->image)
+                return -EBUSY;
+        for (size_t i = 0; i < c->cfg.n_files; i++)
+                if (streq(c->files[i].path, f->path))
+                        return 0;
+        HostImageFile *v = realloc(c->files, (c->cfg.n_files + 1) * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        c->files = v;
+        int r = copy_file(f, &v[c->cfg.n_files]);
+        if (r < 0) {
+                file_done(&v[c->cfg.n_files]);
+                return r;
+        }
+        c->cfg.n_files++;
         return 0;
 }
 
@@ -909,11 +940,8 @@ static void config_free(Container *c) {
         strv_free(d->devices);
         strv_free(d->env);
         strv_free(d->extra_args);
-        for (size_t i = 0; c->files && i < d->n_files; i++) {
-                free((char *) c->files[i].path);
-                free((char *) c->files[i].source);
-                free((void *) c->files[i].content);
-        }
+        for (size_t i = 0; c->files && i < d->n_files; i++)
+                file_done(&c->files[i]);
         free(c->files);
 }
 

@@ -61,6 +61,11 @@ int container_preflight(unsigned n_containers, char **ret_message);
 int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
                   Container **ret);
 
+/* Adds a file to those put in place before the first boot (the runner's /etc/hosts, known only
+ * once every node is declared). A path the config already has is left as the config says and
+ * returns 0. -EBUSY once the root has been prepared. */
+int container_add_file(Container *c, const HostImageFile *f);
+
 /* Returns at once; on_ready tells the outcome. -EBUSY if it runs already. */
 int container_start(Container *c);
 

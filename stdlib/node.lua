@@ -7,8 +7,13 @@ local failure, fail_with, nested = internal.failure, internal.fail_with, interna
 local clog, opt_timeout = internal.log, internal.opt_timeout
 
 local Node = {}
-Node.__index = Node
 Node.__name = "Node"
+local network_field     -- defined with the networks below
+Node.__index = function(self, k)
+  local m = Node[k]
+  if m ~= nil then return m end
+  return network_field(self, k)
+end
 
 local by_name = {}         -- name -> node
 local sorted = {}          -- nodes by name, as NixOS numbers them
@@ -92,16 +97,18 @@ local function normalize_files(name, files)
   return list
 end
 
+-- gpu = true: the NVIDIA device nodes (and DRI render nodes) the host has. A host-image node sees
+-- the driver's libraries and tools already, since the host's /usr and /etc (ld.so.cache) are its.
 local function gpu_devices(name)
-  local devs = {}
-  for _, d in ipairs({ "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
-                       "/dev/nvidia-modeset", "/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2",
-                       "/dev/nvidia3", "/dev/dri/card0", "/dev/dri/renderD128" }) do
-    local f = io.open(d, "rb")
-    if f then f:close(); devs[#devs + 1] = d end
+  local devs, has_nvidia = {}, false
+  local p = io.popen("ls -d /dev/nvidia* /dev/nvidia-caps/* /dev/dri/card* /dev/dri/renderD* 2>/dev/null")
+  for d in p:read("a"):gmatch("[^\n]+") do
+    if d ~= "/dev/nvidia-caps" then
+      devs[#devs + 1] = d
+      if d:match("^/dev/nvidia") then has_nvidia = true end
+    end
   end
-  local has_nvidia = false
-  for _, d in ipairs(devs) do if d:match("nvidia") then has_nvidia = true end end
+  p:close()
   if not has_nvidia then
     fail_with("HostError", fmt("%s: gpu = true, but this host has no NVIDIA device nodes "
       .. "(/dev/nvidia*): load the NVIDIA driver on the host or drop gpu = true", name))
@@ -121,6 +128,20 @@ local function declare_container(name, opts)
     if not want then usage_error(fmt("container %q: unknown option %s", name, tostring(k))) end
     if type(v) ~= want then
       usage_error(fmt("container %q: option %s must be a %s, got %s", name, k, want, type(v)))
+    end
+  end
+  local node_vlans = { 1 }
+  if opts.vlans then
+    node_vlans = {}
+    for i, v in ipairs(opts.vlans) do
+      if math.type(v) ~= "integer" or v < 0 or v > 255 then
+        usage_error(fmt("container %q: vlans[%d] must be a VLAN number from 0 to 255, got %s", name, i,
+          internal.repr(v)))
+      end
+      for j = 1, i - 1 do
+        if node_vlans[j] == v then usage_error(fmt("container %q: VLAN %d is listed twice", name, v)) end
+      end
+      node_vlans[i] = v
     end
   end
   if opts.system then
@@ -159,16 +180,28 @@ local function declare_container(name, opts)
   local h = internal.container_new(name, state_dir, root .. "/shared-xchg", c_opts)
   local node = setmetatable({
     name = name, kind = "container", _h = h, _started = false, _console_seen = 0,
-    vlans = opts.vlans, links = {},
+    _vlans = node_vlans,
   }, Node)
-  by_name[name] = node
-  sorted[#sorted + 1] = node
-  table.sort(sorted, function(a, b) return a.name < b.name end)
-  _G[(name:gsub("[^%w_]", "_"))] = node
+  internal.add_node(node)
   return node
 end
 
 -- container "name" { ... }  or  container("name", { ... })
+-- Every node kind registers here, so that names, numbers and networks cover them all.
+function internal.add_node(node)
+  local name = node.name
+  by_name[name] = node
+  sorted[#sorted + 1] = node
+  table.sort(sorted, function(a, b) return a.name < b.name end)
+  local ok, err = pcall(internal.network_added, node)
+  if not ok then
+    by_name[name] = nil
+    for i, n in ipairs(sorted) do if n == node then table.remove(sorted, i) break end end
+    error(err, 0)
+  end
+  _G[(name:gsub("[^%w_]", "_"))] = node
+end
+
 function container(name, opts)
   if opts ~= nil then return declare_container(name, opts) end
   return function(o) return declare_container(name, o or {}) end
@@ -196,6 +229,7 @@ function Node:start()
   internal.action()
   if self._h:is_up() or self._h:is_booting() then return end
   preflight_all()
+  internal.network_prepare(self)
   self._h:start()
   self._started = true
   clog.message(self.name, "starting container")
@@ -566,6 +600,245 @@ function Node:copy_from_machine(source, opts)
     fail_with("TestFailure", fmt("%s: copy_from_machine: cannot copy %s to %s", self.name, source, out))
   end
   internal.host_exec({ "rm", "-rf", host_src })
+end
+
+
+---------------------------------------------------------------------------------------------
+-- Networks: VLAN n is a bridge in the run's own network namespace; each node gets a veth per
+-- VLAN (eth1, eth2, ... in the order of its vlans), 192.168.<vlan>.<number>/24 and
+-- 2001:db8:<vlan>::<number>/64, numbers in name order as NixOS numbers them.
+
+local plan            -- the addressing plan (internal.net_plan), frozen once a node uses it
+local plan_frozen = false
+local bridges_made = {}
+local net_checked = false
+
+local function compute_plan()
+  local specs = {}
+  for i, n in ipairs(sorted) do specs[i] = { name = n.name, vlans = n._vlans } end
+  local p, err = internal.net_plan(specs)
+  if not p then usage_error(err) end
+  return p
+end
+
+local function current_plan()
+  if not plan then plan = compute_plan() end
+  return plan
+end
+
+-- A declaration after addresses were handed out may not renumber the nodes that have them.
+function internal.network_added(node)
+  if not plan_frozen then
+    plan = nil
+    return
+  end
+  local new = compute_plan()
+  for name, old in pairs(plan.nodes) do
+    if new.nodes[name].number ~= old.number then
+      usage_error(fmt("node %q sorts before nodes whose addresses are in use already (%q would become "
+        .. "number %d): declare every node before starting one or reading its address", node.name, name,
+        new.nodes[name].number))
+    end
+  end
+  plan = new
+end
+
+local function links_of(node)
+  plan_frozen = true
+  local p = current_plan().nodes[node.name]
+  return p and p.links or {}
+end
+
+network_field = function(self, k)
+  if k == "ip" or k == "ipv6" then
+    local l = links_of(self)[1]
+    return l and l[k] or nil
+  elseif k == "links" then
+    local t = {}
+    for _, l in ipairs(links_of(self)) do
+      t[l.vlan] = { vlan = l.vlan, ifname = l.ifname, mac = l.mac, ip = l.ip, ipv6 = l.ipv6,
+                    host_ifname = l.host_ifname }
+    end
+    return t
+  elseif k == "number" then
+    plan_frozen = true
+    return current_plan().nodes[self.name].number
+  elseif k == "vlans" then
+    return { table.unpack(self._vlans) }
+  end
+  return nil
+end
+
+-- Before a node's first boot: the bridges of its VLANs, its links and /etc/hosts.
+function internal.network_prepare(node)
+  local links = links_of(node)
+  if not net_checked and #current_plan().vlans > 0 then
+    local ok, err = internal.net_preflight(false, false)
+    if not ok then fail_with("HostError", err) end
+    net_checked = true
+  end
+  for _, l in ipairs(links) do
+    if not bridges_made[l.vlan] then
+      local ok, err = internal.net_bridge(l.vlan, l.bridge)
+      if not ok then fail_with("HostError", fmt("VLAN %d: %s", l.vlan, err)) end
+      bridges_made[l.vlan] = true
+    end
+  end
+  if node._links_set then return end
+  node._h:set_links(links)
+  if #current_plan().vlans > 0 then node._h:add_file("/etc/hosts", current_plan().hosts) end
+  node._links_set = true
+end
+
+local function links_on(node, opts, what)
+  local vlan = type(opts) == "table" and opts.vlan or nil
+  local out = {}
+  for _, l in ipairs(links_of(node)) do
+    if vlan == nil or l.vlan == vlan then out[#out + 1] = l end
+  end
+  if vlan ~= nil and #out == 0 then
+    fail_with("TestFailure", fmt("%s: %s: the node is not on VLAN %s", node.name, what, tostring(vlan)))
+  end
+  return out
+end
+
+local function set_links_up(node, opts, up, what)
+  internal.action()
+  for _, l in ipairs(links_on(node, opts, what)) do
+    if bridges_made[l.vlan] then
+      local ok, err = internal.net_link_up(l.host_ifname, up)
+      -- a node that is not running has no host end: nothing to cut, and its next boot is fresh
+      if not ok and node._h:is_up() then fail_with("TestFailure", fmt("%s: %s: %s", node.name, what, err)) end
+    end
+  end
+end
+
+-- block/unblock: the host side of the node's links down/up (every VLAN unless one is named).
+function Node:block(opts)
+  nested("blocking network links", function() set_links_up(self, opts, false, "block") end, self.name)
+end
+
+function Node:unblock(opts)
+  nested("unblocking network links", function() set_links_up(self, opts, true, "unblock") end, self.name)
+end
+
+local IMPAIR_KEYS = { delay = true, jitter = true, loss = true, rate = true, vlan = true }
+
+local function impair_links(links, spec, who)
+  local netem
+  if spec ~= nil then
+    if type(spec) ~= "table" then usage_error(fmt("%s: impair takes a table or nil", who)) end
+    for k, v in pairs(spec) do
+      if not IMPAIR_KEYS[k] then
+        usage_error(fmt("%s: impair: unknown key %s (delay, jitter, loss, rate, vlan)", who, tostring(k)))
+      end
+      if type(v) ~= "number" then usage_error(fmt("%s: impair: %s must be a number", who, k)) end
+    end
+    netem = { delay = spec.delay, jitter = spec.jitter, loss = spec.loss, rate = spec.rate }
+    if next(netem) == nil then netem = nil end
+  end
+  for _, l in ipairs(links) do
+    local ok, err, why = internal.net_netem(l.host_ifname, netem)
+    if not ok then
+      if why == "unsupported" then fail_with("HostError", fmt("%s: impair: %s", who, err)) end
+      fail_with("TestFailure", fmt("%s: impair: %s", who, err))
+    end
+  end
+end
+
+-- impair({vlan=, delay=ms, jitter=ms, loss=percent, rate=kbit}) delays, drops or limits the
+-- traffic delivered to the node (so a round trip through it sees the delay once); nil clears.
+function Node:impair(spec)
+  internal.action()
+  local opts = type(spec) == "table" and spec or nil
+  local links = {}
+  for _, l in ipairs(links_on(self, opts, "impair")) do
+    if bridges_made[l.vlan] then links[#links + 1] = l end
+  end
+  nested(spec and "impairing network links" or "clearing network impairments", function()
+    impair_links(links, spec and (function()
+      local t = {}
+      for k, v in pairs(spec) do if k ~= "vlan" then t[k] = v end end
+      return t
+    end)() or nil, self.name)
+  end, self.name)
+end
+
+-- vlans[n]: the VLAN's nodes (by name order) and a whole-VLAN impair.
+local Vlan = {}
+Vlan.__index = Vlan
+function Vlan:__tostring() return fmt("<Vlan Nr. %d>", self.nr) end
+
+local function vlan_nodes(nr)
+  local out = {}
+  for _, n in ipairs(sorted) do
+    for _, v in ipairs(n._vlans) do
+      if v == nr then out[#out + 1] = n break end
+    end
+  end
+  return out
+end
+
+function Vlan:impair(spec)
+  internal.action()
+  local links = {}
+  for _, n in ipairs(vlan_nodes(self.nr)) do
+    for _, l in ipairs(links_of(n)) do
+      if l.vlan == self.nr and bridges_made[l.vlan] then links[#links + 1] = l end
+    end
+  end
+  nested(fmt("vlan%d: %s", self.nr, spec and "impairing" or "clearing impairments"), function()
+    impair_links(links, spec, fmt("vlan%d", self.nr))
+  end)
+end
+
+local vlan_objects = {}
+local function vlan_object(nr)
+  local v = vlan_objects[nr]
+  if not v then
+    v = setmetatable({ nr = nr }, Vlan)
+    vlan_objects[nr] = v
+  end
+  return v
+end
+getmetatable(vlan_object(1)).__index = function(self, k)
+  if k == "nodes" then return vlan_nodes(self.nr) end
+  if k == "bridge" then return fmt("mrbr%d", self.nr) end
+  return Vlan[k]
+end
+
+-- vlans: every VLAN some node is on; vlans[1], and globals vlan1, vlan2, ... as in NixOS.
+vlans = setmetatable({}, {
+  __index = function(_, k)
+    if math.type(k) ~= "integer" then return nil end
+    for _, n in ipairs(sorted) do
+      for _, v in ipairs(n._vlans) do
+        if v == k then return vlan_object(k) end
+      end
+    end
+    return nil
+  end,
+  __pairs = function()
+    local seen, list = {}, {}
+    for _, n in ipairs(sorted) do
+      for _, v in ipairs(n._vlans) do
+        if not seen[v] then seen[v] = true; list[#list + 1] = v end
+      end
+    end
+    table.sort(list)
+    local i = 0
+    return function()
+      i = i + 1
+      if list[i] then return list[i], vlan_object(list[i]) end
+    end
+  end,
+  __newindex = function() error("vlans is read-only: nodes join VLANs with vlans = { ... }", 2) end,
+})
+
+local add_node = internal.add_node
+function internal.add_node(node)
+  add_node(node)
+  for _, v in ipairs(node._vlans) do _G["vlan" .. v] = vlan_object(v) end
 end
 
 ---------------------------------------------------------------------------------------------
