@@ -608,6 +608,31 @@ end
 -- VLAN (eth1, eth2, ... in the order of its vlans), 192.168.<vlan>.<number>/24 and
 -- 2001:db8:<vlan>::<number>/64, numbers in name order as NixOS numbers them.
 
+local LINKS_UNIT = [[
+# Written by moonrig: wait until the runner has attached this node's network links.
+[Unit]
+DefaultDependencies=no
+Before=network.target network-online.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=60
+ExecStart=/bin/sh -c 'until grep -q "^%s .* %s$" /proc/net/if_inet6; do sleep 0.01; done'
+]]
+
+-- "2001:db8:1::2" as /proc/net/if_inet6 writes it: 32 hex digits, no colons.
+local function ipv6_hex(text)
+  local head, tail = text:match("^(.-)::(.*)$")
+  local function groups(t)
+    local g = {}
+    for x in t:gmatch("[^:]+") do g[#g + 1] = ("0000" .. x):sub(-4) end
+    return g
+  end
+  local h, t = groups(head or text), groups(tail or "")
+  local out = table.concat(h) .. string.rep("0000", 8 - #h - #t) .. table.concat(t)
+  return out:lower()
+end
+
 local plan            -- the addressing plan (internal.net_plan), frozen once a node uses it
 local plan_frozen = false
 local bridges_made = {}
@@ -687,6 +712,14 @@ function internal.network_prepare(node)
   if node._links_set then return end
   node._h:set_links(links)
   if #current_plan().vlans > 0 then node._h:add_file("/etc/hosts", current_plan().hosts) end
+  if #links > 0 then
+    -- The links are attached as the node's init starts (internal: on_leader); this unit makes
+    -- units ordered after network.target wait for them even on a loaded host.
+    local last = links[#links]
+    node._h:add_file("/etc/systemd/system/moonrig-links.service", fmt(LINKS_UNIT, ipv6_hex(last.ipv6), last.ifname))
+    node._h:add_file("/etc/systemd/system/moonrig-network.target.d/links.conf",
+      "[Unit]\nWants=moonrig-links.service\nAfter=moonrig-links.service\n")
+  end
   node._links_set = true
 end
 
