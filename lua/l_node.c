@@ -53,6 +53,7 @@ typedef struct Node {
         char *console_log;         /* everything the console printed */
         size_t console_len, console_cap;
         size_t console_lines;      /* how many complete lines so far */
+        FILE *console_file;        /* <out>/<name>.console.log with -o, line-buffered */
         struct Node *next;
 } Node;
 
@@ -193,6 +194,10 @@ static void on_console_line(Container *c, const char *line, size_t len) {
         n->console_log[n->console_len++] = '\n';
         n->console_log[n->console_len] = 0;
         n->console_lines++;
+        if (n->console_file) {
+                fwrite(line, 1, len, n->console_file);
+                fputc('\n', n->console_file);
+        }
         log_serial(n->name, line, len);
         waitlist_wake(&n->console, NULL, NULL);
 }
@@ -350,8 +355,22 @@ static int l_container_new(lua_State *L) {
                 return luaL_error(L, "out of memory");
         n->name = strdup(name);
         n->state_dir = strdup(state_dir);
+        const char *console_path = table_str(L, 4, "console_log");
+        if (console_path) {
+                n->console_file = fopen(console_path, "ae");
+                if (!n->console_file) {
+                        int e = errno;
+                        free(n->name);
+                        free(n->state_dir);
+                        free(n);
+                        return luaL_error(L, "%s: cannot open its console log %s: %s", name, console_path, strerror(e));
+                }
+                setvbuf(n->console_file, NULL, _IOLBF, 0);
+        }
         int r = container_new(sched_event(), &cfg, &callbacks, n, &n->c);
         if (r < 0) {
+                if (n->console_file)
+                        fclose(n->console_file);
                 free(n->name);
                 free(n->state_dir);
                 free(n);
@@ -395,6 +414,8 @@ static void node_free(Node *n) {
         free(n->state_dir);
         free(n->ready_message);
         free(n->console_log);
+        if (n->console_file)
+                fclose(n->console_file);
         free(n->link_error);
         links_free(n);
         free(n);

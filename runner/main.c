@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include "bridge.h"
 #include "config.h"
 #include "junit.h"
 #include "log.h"
@@ -118,6 +119,13 @@ int main(int argc, char **argv) {
         }
         lua_State *L = runtime_lua(rt);
         set_global(L, "OUTPUT_DIR", o.output_dir ? o.output_dir : ".");
+        if (o.output_dir) {
+                /* only an explicit -o gets the per-node console logs */
+                bridge_internal(L);
+                lua_pushstring(L, o.output_dir);
+                lua_setfield(L, -2, "output_dir");
+                lua_pop(L, 1);
+        }
         lua_pushboolean(L, o.keep_state);
         lua_setglobal(L, "KEEP_MACHINE_STATE");
 

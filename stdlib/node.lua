@@ -176,6 +176,7 @@ local function declare_container(name, opts)
     devices = devices, env = opts.env, hostname = opts.hostname or name,
     boot_timeout = opts.boot_timeout, persistent = opts.persistent, nspawn_args = opts.nspawn_args,
     files = normalize_files(name, opts.files or {}),
+    console_log = internal.output_dir and (internal.output_dir .. "/" .. name .. ".console.log") or nil,
   }
   local h = internal.container_new(name, state_dir, root .. "/shared-xchg", c_opts)
   local node = setmetatable({

@@ -26,3 +26,8 @@ lean:shutdown()
 expect.eq(lean:is_up(), false)
 web:crash()
 expect.eq(web:is_up(), false)
+
+-- with -o, each node's console is kept in <out>/<name>.console.log
+local clog = assert(io.open(OUTPUT_DIR .. "/lean.console.log")):read("a")
+expect.contains(clog, "Reached target")
+expect.contains(web:get_console_log(), "nginx")
