@@ -308,14 +308,27 @@ local function tail(s, n)
   return "..." .. s:sub(-n)
 end
 
--- execute(cmd, {timeout=}) -> status, stdout, stderr
+-- execute(cmd, {timeout=, check_return=, check_output=}) -> status, stdout, stderr.
+-- As in NixOS: check_output = false starts the command and returns -2, "" at once;
+-- check_return = false returns -1 as the status and does not fail when the command takes the
+-- node down with it (poweroff, reboot, switch-root).
 function Node:execute(cmd, opts)
   internal.action()
   if type(cmd) ~= "string" then error("execute: the command must be a string", 2) end
   local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  local check_return, check_output = true, true
+  if type(opts) == "table" then
+    check_return = opts.check_return ~= false
+    check_output = opts.check_output ~= false
+  end
   internal.check_polling_conditions()
   ensure_ready(self)
+  if not check_output then
+    self._h:exec("( " .. cmd .. "\n) </dev/null >/dev/null 2>&1 &", timeout)
+    return -2, "", ""
+  end
   local status, out, err, timed_out, abandoned, problem = self._h:exec(cmd, timeout)
+  if not check_return then return -1, out, err end
   if problem then
     fail_with("MachineError", fmt("%s: command `%s`: %s", self.name, cmd, problem),
       { node = self.name, command = cmd, status = status, output = tail(out .. err, 2000) })
@@ -875,11 +888,110 @@ function internal.add_node(node)
   for _, v in ipairs(node._vlans) do _G["vlan" .. v] = vlan_object(v) end
 end
 
+
+---------------------------------------------------------------------------------------------
+-- NixOS names kept for ported tests
+
+function Node:copy_from_vm(source, opts)
+  clog.warning("copy_from_vm is deprecated: use copy_from_machine")
+  return self:copy_from_machine(source, opts)
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+function internal.base64(data)
+  local out = {}
+  for i = 1, #data, 3 do
+    local a, b, c = data:byte(i, i + 2)
+    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+    local q = { (n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63 }
+    out[#out + 1] = B64:sub(q[1] + 1, q[1] + 1) .. B64:sub(q[2] + 1, q[2] + 1)
+      .. (b and B64:sub(q[3] + 1, q[3] + 1) or "=") .. (c and B64:sub(q[4] + 1, q[4] + 1) or "=")
+  end
+  return concat(out)
+end
+
+-- For nodes without /tmp/shared: the file travels base64-encoded in the command (small files).
+function Node:copy_from_host_via_shell(source, target)
+  local f = io.open(source, "rb")
+  if not f then fail_with("TestFailure", fmt("%s: copy_from_host_via_shell: cannot read %s", self.name, source)) end
+  local data = f:read("a")
+  f:close()
+  local b64 = internal.base64(data)
+  self:succeed(fmt("mkdir -p \"$(dirname %s)\" && echo -n %s | base64 -d > %s", shell_quote(target), b64,
+    shell_quote(target)))
+end
+
+-- X11 inside the node (works where the node runs an X server).
+function Node:wait_for_x(opts)
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  nested("waiting for the X11 server", function()
+    retry(function()
+      return self:execute("journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q 'Reached target Current graphical'"
+        .. " && [ -e /tmp/.X11-unix/X0 ]") == 0
+    end, { timeout = timeout })
+  end, self.name)
+end
+
+function Node:get_window_names()
+  local out = self:succeed([[xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d']])
+  local names = {}
+  for l in out:gmatch("[^\n]+") do names[#names + 1] = l end
+  return names
+end
+
+-- regexp is a Lua pattern
+function Node:wait_for_window(pattern, opts)
+  local timeout = opt_timeout(opts, DEFAULT_TIMEOUT)
+  nested("waiting for a window to appear", function()
+    retry(function(last)
+      local names = self:get_window_names()
+      if last then
+        clog.message(self.name, fmt("Last chance to match %s on the window list, which currently contains: %s",
+          pattern, concat(names, ", ")))
+      end
+      for _, n in ipairs(names) do if n:find(pattern) then return true end end
+      return false
+    end, { timeout = timeout })
+  end, self.name)
+end
+
+-- machines: the NixOS name of nodes; machines_nspawn and machines_qemu by kind.
+machines = nodes
+machines_nspawn = setmetatable({}, {
+  __index = function(_, i)
+    local k = 0
+    for _, n in ipairs(sorted) do
+      if n.kind == "container" then k = k + 1; if k == i then return n end end
+    end
+  end,
+  __len = function()
+    local k = 0
+    for _, n in ipairs(sorted) do if n.kind == "container" then k = k + 1 end end
+    return k
+  end,
+})
+machines_qemu = setmetatable({}, {
+  __index = function(_, i)
+    local k = 0
+    for _, n in ipairs(sorted) do
+      if n.kind == "vm" then k = k + 1; if k == i then return n end end
+    end
+  end,
+  __len = function()
+    local k = 0
+    for _, n in ipairs(sorted) do if n.kind == "vm" then k = k + 1 end end
+    return k
+  end,
+})
+
 ---------------------------------------------------------------------------------------------
 -- What containers cannot do raises a clear error naming the kind and the method.
 
 for _, m in ipairs({ "send_key", "send_chars", "send_console", "screenshot", "send_monitor_command",
-                     "wait_for_qmp_event", "forward_port", "get_screen_text", "wait_for_text" }) do
+                     "wait_for_qmp_event", "forward_port", "get_screen_text", "get_screen_text_variants",
+                     "wait_for_text", "console_interact", "shell_interact", "switch_root", "get_tty_text",
+                     "wait_until_tty_matches", "dump_tty_contents", "create_efi_vars", "write_efi_vars",
+                     "read_efi_vars", "dump_efi_vars", "wait_for_monitor_prompt", "connect" }) do
   Node[m] = function(self)
     fail_with("TestFailure", fmt("%s: %s is not available on a %s node", self.name, m, self.kind))
   end
