@@ -176,6 +176,8 @@ static void on_exit_cb(Container *c, int status) {
         waitlist_wake(&n->console, NULL, NULL);
 }
 
+/* A console or journal line: kept for get_console_log and wait_for_console_text, logged as
+ * "name # line", and written to <out>/<name>.console.log with -o. */
 static void on_console_line(Container *c, const char *line, size_t len) {
         Node *n = container_userdata(c);
         size_t need = n->console_len + len + 2;
@@ -210,6 +212,10 @@ static void on_leader(Container *c, pid_t leader) {
         const char *error = NULL;
         Net *net = lnet_get(&error);
         _cleanup_close_ int ns = net ? net_netns_open(leader) : -EBADF;
+        /* The init is gone already (no init in the image, a bad option): nspawn's exit tells why,
+         * with its console lines; a link error here would hide that. */
+        if (net && (ns == -ENOENT || ns == -ESRCH))
+                return;
         if (!net || ns < 0) {
                 free(n->link_error);
                 if (asprintf(&n->link_error, "%s: cannot attach its network links: %s", n->name,
@@ -246,6 +252,7 @@ static const ContainerCallbacks callbacks = {
         .on_ready = on_ready,
         .on_exit = on_exit_cb,
         .on_console_line = on_console_line,
+        .on_journal_line = on_console_line,
 };
 
 /* ---- declaring ---- */
@@ -336,6 +343,8 @@ static int l_container_new(lua_State *L) {
                 .name = name,
                 .hostname = table_str(L, 4, "hostname"),
                 .image = table_str(L, 4, "image"),
+                .system = table_str(L, 4, "system"),
+                .start_script = table_str(L, 4, "start_script"),
                 .persistent = persistent,
                 .state_dir = state_dir,
                 .shared_dir = shared_dir,
@@ -421,11 +430,12 @@ static void node_free(Node *n) {
         free(n);
 }
 
-/* At the end of the run: stop every container at once, then wait for each. */
+/* At the end of the run: stop every container at once (a start script gets SIGTERM, so that its
+ * launcher removes what it made), then wait for each. */
 static void node_cleanup_all(void) {
         for (Node *n = all_nodes; n; n = n->next)
                 if (container_is_up(n->c))
-                        container_crash(n->c);
+                        container_release(n->c);
         while (all_nodes) {
                 Node *n = all_nodes;
                 all_nodes = n->next;
@@ -693,6 +703,17 @@ static void unitwait_fail(UnitWait *u, const char *kind, const char *message) {
 static void on_unit_active(int error, const char *state, const char *message, void *userdata) {
         UnitWait *u = userdata;
         u->uw = NULL;
+        if (error < 0 && !container_is_ready(u->node->c)) {
+                /* The manager went away because the node is going down (crash, shutdown): a machine
+                 * failure, as for a command the crash killed, not a verdict on the unit. */
+                _cleanup_free_ char *msg = NULL;
+                if (asprintf(&msg, "%s: the container stopped while waiting for unit \"%s\"%s%s (%s)",
+                             u->node->name, u->unit, u->user ? " of user " : "", u->user ? u->user : "",
+                             message ? message : strerror(-error)) < 0)
+                        msg = NULL;
+                unitwait_fail(u, "MachineError", msg ? msg : "the container stopped");
+                return;
+        }
         if (error < 0) {
                 unitwait_fail(u, "TestFailure", message ? message : strerror(-error));
                 return;
@@ -1095,10 +1116,30 @@ void bridge_open_nodes(lua_State *L) {
 
 int nodes_from_config(lua_State *L, const Config *cfg, char **ret_error);
 int nodes_from_config(lua_State *L, const Config *cfg, char **ret_error) {
-        (void) L;
-        if (cfg->n_machines == 0)
-                return 0;
-        *ret_error = strdup("machines from a config file (run-<name>-nspawn / run-<name>-vm start "
-                            "scripts) are not supported yet; declare nodes in the Lua script");
-        return -EOPNOTSUPP;
+        for (size_t i = 0; i < cfg->n_machines; i++) {
+                const ConfigMachine *m = &cfg->machines[i];
+                if (m->kind == CONFIG_VM) {
+                        if (asprintf(ret_error, "machine %s: virtual machines (run-%s-vm) are not supported yet",
+                                     m->name, m->name) < 0)
+                                *ret_error = NULL;
+                        return -EOPNOTSUPP;
+                }
+                bridge_internal(L);
+                lua_getfield(L, -1, "config_container");
+                lua_pushstring(L, m->name);
+                lua_pushstring(L, m->start_script);
+                if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+                        const char *e = luaL_tolstring(L, -1, NULL);
+                        if (asprintf(ret_error, "machine %s: %s", m->name, e) < 0)
+                                *ret_error = NULL;
+                        lua_pop(L, 3);
+                        return -EINVAL;
+                }
+                lua_pop(L, 1);
+        }
+        bridge_internal(L);
+        lua_getfield(L, -1, "config_done");
+        lua_call(L, 0, 0);
+        lua_pop(L, 1);
+        return 0;
 }

@@ -1,6 +1,7 @@
-/* container.c: boot a systemd-nspawn container and follow it on sd-event: readiness from our notify
- * socket (READY=1, X_NSPAWN_LEADER_PID=), console lines from its output, shutdown, reboot (nspawn
- * exits with 133: we start it again on the same root), crash, and commands through exec.c. */
+/* container.c: boot a systemd-nspawn container (or a nixpkgs start script that runs nspawn) and follow
+ * it on sd-event: readiness from our notify socket (READY=1, X_NSPAWN_LEADER_PID=), console lines from
+ * its output, its journal, shutdown, reboot (nspawn exits with 133: we start it again on the same
+ * root), crash, and commands through exec.c. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <poll.h>
@@ -8,12 +9,14 @@
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-id128.h>
 
 #include "container.h"
+#include "journal.h"
 #include "util.h"
 
 #define BOOT_TIMEOUT_DEFAULT (90 * 1000000ULL)
@@ -21,11 +24,16 @@
 #define NSPAWN_EXIT_REBOOT 133
 #define LAST_LINES 20
 #define LINE_MAX_LEN 4096
-#define INOTIFY_PER_CONTAINER 8
+/* About 8 for its systemd, one for our journal follower. */
+#define INOTIFY_PER_CONTAINER 9
 #define INOTIFY_HOST_RESERVE 128
 #define INOTIFY_SYSCTL "/proc/sys/fs/inotify/max_user_instances"
 #define KILL_GRACE_USEC (3 * 1000000ULL)
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* A start script gets a minimal environment, as under the NixOS driver; a PATH lets one written for a
+ * host without Nix find its tools. */
+#define SCRIPT_PATH "/usr/sbin:/usr/bin:/sbin:/bin"
+#define MACHINE_NAME_MAX 64
 
 typedef enum State {
         STATE_STOPPED,
@@ -44,14 +52,18 @@ struct Container {
         void *userdata;
 
         HostImage *image;
+        char *shared_abs;               /* the shared directory, absolute, for a start script */
         State state;
         bool boot_pending;              /* on_ready owed for this boot */
         bool ready_seen;
         unsigned dispatching;           /* inside one of our handlers */
         bool doomed;                    /* container_free was called from a callback */
 
-        pid_t nspawn;
+        pid_t nspawn;                   /* systemd-nspawn, or the keeper of a start script */
         sd_event_source *nspawn_source;
+        uint64_t spawned_at;            /* CLOCK_MONOTONIC: this boot's journal entries come after */
+        bool term_sent;                 /* a start script got its SIGTERM (release) */
+        uint64_t term_deadline;         /* ... and is killed after this (CLOCK_MONOTONIC) */
         pid_t leader;
         int leader_pidfd;
 
@@ -64,6 +76,8 @@ struct Container {
         size_t line_len;
         char *last[LAST_LINES];
         size_t n_last;                  /* lines seen; last[n_last % LAST_LINES] is the oldest */
+        size_t last_journal;            /* n_last after the latest journal line, 0 if none */
+        JournalFollower *journal;
 
         sd_event_source *boot_timer, *shutdown_timer, *kill_timer;
         sd_event_source *deferred_source;   /* reports a failure to prepare the root */
@@ -189,12 +203,31 @@ int container_preflight(unsigned n_containers, char **ret_message) {
 
 /* ---- the nspawn command line ---- */
 
-char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const char *machine_id) {
+/* The node's binds, devices, environment and extra arguments, as systemd-nspawn options. */
+static int push_node_options(char ***v, size_t *n, const ContainerConfig *cfg) {
+        int r = 0;
+
+        for (char **b = cfg->bind; r >= 0 && b && *b; b++)
+                r = strv_push_fmt(v, n, "--bind=%s", *b);
+        for (char **b = cfg->bind_ro; r >= 0 && b && *b; b++)
+                r = strv_push_fmt(v, n, "--bind-ro=%s", *b);
+        /* Without a scope of its own (--keep-unit) nspawn sets no device policy: the node is enough. */
+        for (char **d = cfg->devices; r >= 0 && d && *d; d++)
+                r = strv_push_fmt(v, n, "--bind=%s", *d);
+        for (char **e = cfg->env; r >= 0 && e && *e; e++)
+                r = strv_push_fmt(v, n, "--setenv=%s", *e);
+        for (char **a = cfg->extra_args; r >= 0 && a && *a; a++)
+                r = strv_push_fmt(v, n, "%s", *a);
+        return r;
+}
+
+char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const char *machine_id,
+                             bool journal_followed) {
         char **v = NULL;
         size_t n = 0;
         int r = 0;
         static const char *const fixed[] = {
-                "systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--keep-unit", "--register=no",
+                "systemd-nspawn", "--quiet", "--notify-ready=yes", "--keep-unit", "--register=no",
                 "--private-network", "--console=read-only", "--link-journal=no",
                 /* Plain console lines: no colour escapes. */
                 "--setenv=SYSTEMD_COLORS=0",
@@ -203,8 +236,14 @@ char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const
          * that a console without a width would cut at 80 columns. */
         static const char *const init_args[] = { "systemd.status_unit_format=name" };
 
-        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(fixed); i++)
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(fixed); i++) {
                 r = strv_push_fmt(&v, &n, "%s", fixed[i]);
+                /* A NixOS system's init is given below instead: its stage 2 builds the system (/etc,
+                 * /run/current-system) and then runs systemd; --boot would look for systemd in a tree
+                 * that has none yet. */
+                if (r >= 0 && i == 1 && !cfg->system)
+                        r = strv_push_fmt(&v, &n, "--boot");
+        }
         if (r >= 0)
                 r = strv_push_fmt(&v, &n, "--directory=%s", root);
         if (r >= 0)
@@ -213,26 +252,74 @@ char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const
                 r = strv_push_fmt(&v, &n, "--uuid=%s", machine_id);
         if (r >= 0)
                 r = strv_push_fmt(&v, &n, "--hostname=%s", cfg->hostname ?: cfg->name);
+        /* Without --boot, nspawn's SIGTERM would SIGKILL the init rather than halt it. */
+        if (r >= 0 && cfg->system)
+                r = strv_push_fmt(&v, &n, "--kill-signal=SIGRTMIN+3");
+        if (r >= 0 && cfg->system)
+                r = strv_push_fmt(&v, &n, "--bind-ro=/nix/store");
         if (r >= 0 && cfg->shared_dir)
                 r = strv_push_fmt(&v, &n, "--bind=%s:/tmp/shared", cfg->shared_dir);
-        for (char **b = cfg->bind; r >= 0 && b && *b; b++)
-                r = strv_push_fmt(&v, &n, "--bind=%s", *b);
-        for (char **b = cfg->bind_ro; r >= 0 && b && *b; b++)
-                r = strv_push_fmt(&v, &n, "--bind-ro=%s", *b);
-        /* Without a scope of its own (--keep-unit) nspawn sets no device policy: the node is enough. */
-        for (char **d = cfg->devices; r >= 0 && d && *d; d++)
-                r = strv_push_fmt(&v, &n, "--bind=%s", *d);
-        for (char **e = cfg->env; r >= 0 && e && *e; e++)
-                r = strv_push_fmt(&v, &n, "--setenv=%s", *e);
-        for (char **a = cfg->extra_args; r >= 0 && a && *a; a++)
-                r = strv_push_fmt(&v, &n, "%s", *a);
+        if (r >= 0)
+                r = push_node_options(&v, &n, cfg);
+        if (r >= 0 && cfg->system)
+                r = strv_push_fmt(&v, &n, "%s/init", cfg->system);
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(init_args); i++)
                 r = strv_push_fmt(&v, &n, "%s", init_args[i]);
+        /* The journal has every status line as "systemd[1]: Started x." too: the console keeps only
+         * failures (and what comes before journald), which halves a boot's lines. */
+        if (r >= 0 && journal_followed)
+                r = strv_push_fmt(&v, &n, "systemd.show_status=error");
         if (r < 0) {
                 strv_free(v);
                 return NULL;
         }
         return v;
+}
+
+char **container_script_argv(const ContainerConfig *cfg) {
+        char **v = NULL;
+        size_t n = 0;
+        int r = strv_push_fmt(&v, &n, "%s", cfg->start_script);
+
+        if (r >= 0)
+                r = push_node_options(&v, &n, cfg);
+        if (r < 0) {
+                strv_free(v);
+                return NULL;
+        }
+        return v;
+}
+
+char **container_script_env(const char *root_dir, const char *shared_dir, const char *notify_socket) {
+        char **v = NULL;
+        size_t n = 0;
+        int r = strv_push_fmt(&v, &n, "PATH=%s", SCRIPT_PATH);
+
+        if (r >= 0)
+                r = strv_push_fmt(&v, &n, "RUN_NSPAWN_ROOT_DIR=%s", root_dir);
+        if (r >= 0 && shared_dir)
+                r = strv_push_fmt(&v, &n, "RUN_NSPAWN_SHARED_DIR=%s", shared_dir);
+        if (r >= 0)
+                r = strv_push_fmt(&v, &n, "NOTIFY_SOCKET=%s", notify_socket);
+        if (r < 0) {
+                strv_free(v);
+                return NULL;
+        }
+        return v;
+}
+
+bool container_name_is_valid(const char *name) {
+        static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        size_t l = name ? strlen(name) : 0;
+
+        /* systemd-nspawn's rule for machine names (a host name); a start script is not given ours, so
+         * we check it ourselves: the name goes into paths and messages. */
+        if (l == 0 || l > MACHINE_NAME_MAX || !strchr(alnum, name[0]))
+                return false;
+        for (size_t i = 0; i < l; i++)
+                if (!strchr(alnum, name[i]) && !strchr("-_.", name[i]))
+                        return false;
+        return !strstr(name, "..") && name[l - 1] != '.';
 }
 
 /* ---- callbacks, guarded so that a callback may free the container ---- */
@@ -342,12 +429,58 @@ static char *failure_message(Container *c, const char *fmt, ...) {
                 }
         if (c->n_last == 0)
                 fputs(" (no console output)", f);
+        else if (c->last_journal > first)
+                fputs("; last console and journal lines:", f);
         else
                 fputs("; last console lines:", f);
         for (size_t i = first; i < c->n_last; i++)
                 fprintf(f, "\n  %s", c->last[i % LAST_LINES] ?: "");
         fclose(f);
         return m;
+}
+
+/* ---- the journal ---- */
+
+static void on_journal(const char *line, size_t len, void *userdata) {
+        Container *c = userdata;
+
+        enter(c);
+        if (alive(c)) {
+                remember_line(c, line, len);
+                c->last_journal = c->n_last;
+                c->cb.on_journal_line(c, line, len);
+        }
+        leave(c);
+}
+
+/* From the leader on: its root as we see it holds the journal, wherever journald keeps it (the
+ * volatile /run/log/journal until it flushes to /var/log/journal, which for the host image lives in
+ * var.upper/ of the state directory). */
+static void journal_start(Container *c) {
+        char root[64];
+        JournalFollowConfig jc = {
+                .root = root,
+                .since_usec = c->spawned_at,
+        };
+        int r;
+
+        if (!c->cb.on_journal_line)
+                return;
+        c->journal = journal_follower_free(c->journal);
+        snprintf(root, sizeof root, "/proc/%d/root", (int) c->leader);
+        r = journal_follow(c->event, &jc, on_journal, c, &c->journal);
+        if (r < 0) {
+                char m[256];
+                int l = snprintf(m, sizeof m, "moonrig: cannot follow the journal of node %s: %s", c->cfg.name,
+                                 strerror(-r));
+                c->cb.on_journal_line(c, m, (size_t) l);
+        }
+}
+
+/* The container is gone: hand out what its journal files hold last, then stop. */
+static void journal_stop(Container *c) {
+        journal_follower_drain(c->journal);
+        c->journal = journal_follower_free(c->journal);
 }
 
 /* ---- readiness ---- */
@@ -368,6 +501,14 @@ static void kill_payload(Container *c) {
         _cleanup_fclose_ FILE *f = NULL;
         int pid;
 
+        if (c->cfg.start_script) {
+                /* All at once: the keeper kills the script's process group and whatever is left. */
+                if (c->leader > 0)
+                        (void) kill(c->leader, SIGKILL);
+                if (c->nspawn > 0)
+                        (void) kill(c->nspawn, SIGUSR1);
+                return;
+        }
         if (c->leader > 0) {
                 (void) kill(c->leader, SIGKILL);   /* takes the whole PID namespace with it */
                 return;
@@ -397,7 +538,18 @@ static void kill_all(Container *c) {
                 (void) arm_timer(c, &c->kill_timer, KILL_GRACE_USEC, on_kill_timeout);
 }
 
-/* For container_free: the same, waiting (bounded) for it here. */
+/* SIGTERM to a start script: the NixOS launcher then stops nspawn and removes its veths and network
+ * namespace. It is killed if it has not exited by the deadline. */
+static void script_terminate(Container *c) {
+        if (c->term_sent || c->nspawn <= 0)
+                return;
+        c->term_sent = true;
+        c->term_deadline = now_usec() + c->cfg.shutdown_timeout_usec;
+        (void) kill(c->nspawn, SIGTERM);   /* the keeper passes it on */
+}
+
+/* For container_free: the same, waiting (bounded) for it here. A start script not crashed on purpose
+ * first gets its SIGTERM and the shutdown timeout. */
 static void kill_all_now(Container *c) {
         int fd = c->nspawn_source ? sd_event_source_get_child_pidfd(c->nspawn_source) : -1;
         struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -405,6 +557,13 @@ static void kill_all_now(Container *c) {
 
         if (c->nspawn <= 0)
                 return;
+        if (c->cfg.start_script && c->state != STATE_KILLING && fd >= 0) {
+                uint64_t now = now_usec();
+
+                script_terminate(c);
+                if (now < c->term_deadline && poll(&p, 1, (int) ((c->term_deadline - now + 999) / 1000)) > 0)
+                        return;   /* it exited: the child source reaps it */
+        }
         kill_payload(c);
         if (fd < 0 || poll(&p, 1, KILL_GRACE_USEC / 1000) <= 0)
                 (void) kill(c->nspawn, SIGKILL);
@@ -475,6 +634,7 @@ static void on_leader_notified(Container *c, const char *value) {
                 c->leader = 0;
                 return;
         }
+        journal_start(c);
         if (c->cb.on_leader)
                 c->cb.on_leader(c, pid);
 }
@@ -602,6 +762,7 @@ static void reap_orphaned_leader(Container *c) {
 }
 
 static void forget_boot(Container *c) {
+        journal_stop(c);
         exec_cancel(TAKE_PTR(c->env_job));
         reap_orphaned_leader(c);
         if (c->leader_pidfd >= 0)
@@ -631,8 +792,8 @@ static int on_nspawn_exit(sd_event_source *s _unused_, const siginfo_t *si, void
                 r = spawn_nspawn(c);
                 if (r >= 0)
                         goto out;
-                _cleanup_free_ char *m = failure_message(c, "cannot start systemd-nspawn again after a reboot: %s",
-                                                         strerror(-r));
+                _cleanup_free_ char *m = failure_message(c, "cannot start %s again after a reboot: %s",
+                                                         c->cfg.start_script ?: "systemd-nspawn", strerror(-r));
                 report_ready(c, r, m);
         }
 
@@ -640,6 +801,9 @@ static int on_nspawn_exit(sd_event_source *s _unused_, const siginfo_t *si, void
                 _cleanup_free_ char *m =
                         was == STATE_STOPPING ? failure_message(c, "shut down before it became ready")
                         : was == STATE_KILLING ? failure_message(c, "killed before it became ready")
+                        : c->cfg.start_script
+                        ? failure_message(c, "its start script %s exited with status %d before the node was ready",
+                                          c->cfg.start_script, status)
                         : failure_message(c, "systemd-nspawn exited with status %d before the node was ready", status);
                 report_ready(c, was == STATE_STOPPING || was == STATE_KILLING ? -ECANCELED : -ECHILD, m);
         }
@@ -653,14 +817,14 @@ out:
 
 /* ---- starting nspawn ---- */
 
-static _Noreturn void exec_nspawn(char **argv, char **envp, int out_fd, pid_t parent) {
-        char path[PATH_MAX];
+/* In the child: dies with us, its own session (a Ctrl-C on our terminal must not reach it), default
+ * signals, stdin /dev/null, stdout and stderr to out_fd. */
+static void child_setup(int out_fd, pid_t parent) {
         sigset_t none;
         int null_fd;
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
                 _exit(127);
-        /* Its own session: a Ctrl-C on our terminal must not reach it. */
         (void) setsid();
         for (int sig = 1; sig < _NSIG; sig++)
                 (void) signal(sig, SIG_DFL);
@@ -670,22 +834,124 @@ static _Noreturn void exec_nspawn(char **argv, char **envp, int out_fd, pid_t pa
         if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
                 _exit(127);
         (void) close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+}
+
+static _Noreturn void exec_nspawn(char **argv, char **envp) {
+        char path[PATH_MAX];
+
         if (find_in_path("systemd-nspawn", path, sizeof path))
                 execve(path, argv, envp);
         dprintf(2, "cannot run systemd-nspawn: %m (apt-get install systemd-container)\n");
         _exit(127);
 }
 
+/* SIGKILL to every child of ours (those of the script's tree that were handed to us as subreaper). */
+static void keeper_kill_children(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/thread-self/children", "re");
+        int pid;
+
+        while (f && fscanf(f, "%d", &pid) == 1)
+                (void) kill(pid, SIGKILL);
+}
+
+/* The keeper of a start script, a forked copy of us between us and the script: a subreaper, so that
+ * whatever the script's tree leaves behind (systemd-nspawn when the launcher died first, the
+ * container's init when nspawn did) is handed to it, not to us, and reaped. It exits with the
+ * script's status (128+signal if killed) once the script and everything it left are gone: the node
+ * is down when the keeper is. SIGTERM is passed on to the script; SIGUSR1 kills the script's process
+ * group and everything left (a crash). */
+static _Noreturn void keeper_main(char **argv, char **envp, const char *cwd) {
+        sigset_t mask, none;
+        siginfo_t si;
+        int status = 127, null_fd, st;
+        bool killing = false;
+        pid_t script, p;
+
+        /* It never execs: what we hold open (a command's stdin pipe, say) must not stay open here. */
+        (void) close_range(3, ~0U, 0);
+        (void) prctl(PR_SET_NAME, "moonrig-keeper");
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+                _exit(127);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGUSR1);
+        (void) sigprocmask(SIG_BLOCK, &mask, NULL);
+        script = fork();
+        if (script < 0)
+                _exit(127);
+        if (script == 0) {
+                /* Its own process group, so that a crash can kill all of it at once. */
+                (void) setpgid(0, 0);
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                        _exit(127);
+                sigemptyset(&none);
+                (void) sigprocmask(SIG_SETMASK, &none, NULL);
+                if (chdir(cwd) < 0) {
+                        dprintf(2, "cannot enter the node's state directory %s: %m\n", cwd);
+                        _exit(127);
+                }
+                execve(argv[0], argv, envp);
+                dprintf(2, "cannot run the start script %s: %m\n", argv[0]);
+                _exit(127);
+        }
+        (void) setpgid(script, script);
+        /* Only the script's tree holds the console pipe: its EOF means they are all done with it. */
+        null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null_fd >= 0) {
+                (void) dup2(null_fd, 1);
+                (void) dup2(null_fd, 2);
+        }
+
+        for (bool script_gone = false; !script_gone;) {
+                if (sigwaitinfo(&mask, &si) < 0)
+                        continue;
+                if (si.si_signo == SIGTERM)
+                        (void) kill(script, SIGTERM);
+                else if (si.si_signo == SIGUSR1)
+                        killing = true;
+                if (killing) {
+                        (void) kill(-script, SIGKILL);
+                        keeper_kill_children();
+                }
+                while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+                        if (p == script) {
+                                status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                                script_gone = true;
+                        }
+        }
+        /* The script is the node: what it left running goes with it. */
+        for (;;) {
+                (void) kill(-script, SIGKILL);
+                keeper_kill_children();
+                if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+                        break;
+        }
+        _exit(status);
+}
+
 static int spawn_nspawn(Container *c) {
-        _cleanup_strv_free_ char **argv = container_nspawn_argv(&c->cfg, c->image->root, c->image->machine_id);
+        _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
         _cleanup_free_ char *notify = NULL;
-        char *envp[] = { (char *) "PATH=" DEFAULT_PATH, NULL, NULL };
         int out[2], pidfd, r;
         pid_t parent = getpid();
 
-        if (!argv || asprintf(&notify, "NOTIFY_SOCKET=@%s", c->notify_name) < 0)
+        if (asprintf(&notify, "@%s", c->notify_name) < 0)
                 return -ENOMEM;
-        envp[1] = notify;
+        if (c->cfg.start_script) {
+                argv = container_script_argv(&c->cfg);
+                envp = container_script_env(c->image->root, c->shared_abs ?: c->cfg.shared_dir, notify);
+        } else {
+                char *e[] = { (char *) "PATH=" DEFAULT_PATH, NULL, NULL };
+                argv = container_nspawn_argv(&c->cfg, c->image->root, c->image->machine_id, !!c->cb.on_journal_line);
+                if (asprintf(&e[1], "NOTIFY_SOCKET=%s", notify) >= 0)
+                        envp = strv_copy(e);
+                free(e[1]);
+        }
+        if (!argv || !envp)
+                return -ENOMEM;
+        c->term_sent = false;
+        c->spawned_at = now_usec();
         if (pipe2(out, O_CLOEXEC) < 0)
                 return -errno;
         if (fcntl(out[0], F_SETFL, O_NONBLOCK) < 0) {
@@ -697,8 +963,12 @@ static int spawn_nspawn(Container *c) {
                 r = -errno;
                 goto fail_pipe;
         }
-        if (c->nspawn == 0)
-                exec_nspawn(argv, envp, out[1], parent);
+        if (c->nspawn == 0) {
+                child_setup(out[1], parent);
+                if (c->cfg.start_script)
+                        keeper_main(argv, envp, c->image->root);
+                exec_nspawn(argv, envp);
+        }
         close(out[1]);
 
         r = sd_event_add_io(c->event, &c->console_source, out[0], EPOLLIN, on_console, c);
@@ -787,6 +1057,8 @@ int container_start(Container *c) {
                         .image = c->cfg.image,
                         .persistent = c->cfg.persistent,
                         .state_dir = c->cfg.state_dir,
+                        .system = c->cfg.system,
+                        .script_root = !!c->cfg.start_script,
                         .files = c->files,
                         .n_files = c->cfg.n_files,
                         .services = c->cfg.services,
@@ -795,6 +1067,9 @@ int container_start(Container *c) {
                 if (r < 0)
                         return fail_later(c, r, TAKE_PTR(message) ?: strdup("cannot prepare the node's root"));
         }
+        /* The script runs in the state directory: a relative path would point elsewhere. */
+        if (c->cfg.start_script && c->cfg.shared_dir && !c->shared_abs)
+                c->shared_abs = realpath(c->cfg.shared_dir, NULL);
         r = notify_open(c);
         if (r < 0)
                 return fail_later(c, r, failure_message(c, "cannot create its notify socket: %s", strerror(-r)));
@@ -843,6 +1118,24 @@ void container_crash(Container *c) {
         kill_all(c);
 }
 
+void container_release(Container *c) {
+        int r;
+
+        if (!c || c->state == STATE_STOPPED || c->state == STATE_KILLING)
+                return;
+        if (!c->cfg.start_script) {
+                container_crash(c);
+                return;
+        }
+        if (c->term_sent)
+                return;
+        script_terminate(c);
+        c->state = STATE_STOPPING;
+        r = arm_timer(c, &c->shutdown_timer, c->cfg.shutdown_timeout_usec, on_shutdown_timeout);
+        if (r < 0)
+                container_crash(c);
+}
+
 /* ---- life ---- */
 
 static int copy_file(const HostImageFile *f, HostImageFile *g) {
@@ -882,6 +1175,8 @@ static int copy_files(Container *c, const ContainerConfig *cfg) {
 int container_add_file(Container *c, const HostImageFile *f) {
         if (!c || !f || !f->path)
                 return -EINVAL;
+        if (c->cfg.start_script)
+                return -EOPNOTSUPP;
         if (c->image)
                 return -EBUSY;
         for (size_t i = 0; i < c->cfg.n_files; i++)
@@ -907,6 +1202,8 @@ static int copy_config(Container *c, const ContainerConfig *cfg) {
         d->name = strdup(cfg->name);
         d->hostname = cfg->hostname ? strdup(cfg->hostname) : NULL;
         d->image = cfg->image ? strdup(cfg->image) : NULL;
+        d->system = cfg->system ? strdup(cfg->system) : NULL;
+        d->start_script = cfg->start_script ? strdup(cfg->start_script) : NULL;
         d->state_dir = strdup(cfg->state_dir);
         d->shared_dir = cfg->shared_dir ? strdup(cfg->shared_dir) : NULL;
         d->services = strv_copy(cfg->services);
@@ -919,6 +1216,7 @@ static int copy_config(Container *c, const ContainerConfig *cfg) {
         d->boot_timeout_usec = cfg->boot_timeout_usec ?: BOOT_TIMEOUT_DEFAULT;
         d->shutdown_timeout_usec = cfg->shutdown_timeout_usec ?: SHUTDOWN_TIMEOUT_DEFAULT;
         if (!d->name || !d->state_dir || (cfg->hostname && !d->hostname) || (cfg->image && !d->image) ||
+            (cfg->system && !d->system) || (cfg->start_script && !d->start_script) ||
             (cfg->shared_dir && !d->shared_dir) || (cfg->services && !d->services) || (cfg->bind && !d->bind) ||
             (cfg->bind_ro && !d->bind_ro) || (cfg->devices && !d->devices) || (cfg->env && !d->env) ||
             (cfg->extra_args && !d->extra_args))
@@ -932,6 +1230,8 @@ static void config_free(Container *c) {
         free((char *) d->name);
         free((char *) d->hostname);
         free((char *) d->image);
+        free((char *) d->system);
+        free((char *) d->start_script);
         free((char *) d->state_dir);
         free((char *) d->shared_dir);
         strv_free(d->services);
@@ -947,10 +1247,12 @@ static void config_free(Container *c) {
 
 int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
                   Container **ret) {
+        bool tree = cfg && cfg->image && !streq(cfg->image, "host");
         Container *c;
         int r;
 
-        if (!e || !cfg || !cfg->name || !cfg->state_dir || !ret)
+        if (!e || !cfg || !cfg->name || !cfg->state_dir || !ret || !container_name_is_valid(cfg->name) ||
+            (cfg->start_script && (cfg->system || tree)) || (cfg->system && tree))
                 return -EINVAL;
         c = calloc(1, sizeof *c);
         if (!c)
@@ -979,10 +1281,12 @@ static void container_destroy(Container *c) {
         c->shutdown_timer = sd_event_source_disable_unref(c->shutdown_timer);
         c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
         c->deferred_source = sd_event_source_disable_unref(c->deferred_source);
+        c->journal = journal_follower_free(c->journal);
         free(c->deferred_message);
         if (c->leader_pidfd >= 0)
                 close(c->leader_pidfd);
         hostimage_free(c->image);
+        free(c->shared_abs);
         strv_free(c->login_env);
         for (size_t i = 0; i < LAST_LINES; i++)
                 free(c->last[i]);

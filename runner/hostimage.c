@@ -1,6 +1,7 @@
 /* hostimage.c: prepare a container's root in the node's state directory: the host image (host /usr
- * read-only, /etc and /var overlays over the host's own) or a directory tree, with the node's layer
- * (identity, files, enabled services, the host's enablement hidden) under the writable layer. */
+ * read-only, /etc and /var overlays over the host's own), a directory tree or a NixOS system's empty
+ * tree, with the node's layer (identity, files, enabled services, the host's enablement hidden) under
+ * the writable layer. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <ftw.h>
@@ -8,6 +9,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <systemd/sd-id128.h>
 
 #include "hostimage.h"
@@ -516,6 +518,50 @@ static int write_lean_config(int etc_fd) {
         return hide_host_enablement(etc_fd, "systemd/user");
 }
 
+/* A directory like the host's (owner, mode), in a layer. */
+static int mkdir_like_host(int dfd, const char *rel, const char *host, int *ret_fd) {
+        struct stat st;
+        int fd;
+
+        if (stat(host, &st) < 0 || !S_ISDIR(st.st_mode))
+                return -ENOENT;
+        if (mkdirat(dfd, rel, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(dfd, rel, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fchown(fd, st.st_uid, st.st_gid) < 0 || fchmod(fd, st.st_mode & 07777) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* The host's journal is not the node's: an empty, opaque log/journal in the node's /var layer hides
+ * it (else journalctl in the node shows the host's entries, and following the node's journal opens
+ * every host journal file). Only where the host has one: that the directory exists is what makes
+ * journald keep a persistent journal (Storage=auto), then in var.upper/log/journal/<machine-id>/.
+ * A file system without trusted xattrs leaves the host's journal visible, as before. */
+static int hide_host_journal(int var_fd) {
+        _cleanup_close_ int log_fd = -1, journal_fd = -1;
+        int r;
+
+        r = mkdir_like_host(var_fd, "log", "/var/log", &log_fd);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        r = mkdir_like_host(log_fd, "journal", "/var/log/journal", &journal_fd);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        (void) fsetxattr(journal_fd, "trusted.overlay.opaque", "y", 1, 0);
+        return 0;
+}
+
 static int write_network_target(int etc_fd) {
         int r = write_at(etc_fd, "systemd/system/moonrig-network.target", network_target, sizeof network_target - 1, 0644);
         if (r < 0)
@@ -654,6 +700,9 @@ static int prepare_host(Prep *p) {
             (r = write_network_target(p->etc_fd)) < 0)
                 return set_message(p->message, "node %s: cannot write the node's /etc layer in %s: %s",
                                    p->cfg->name, etc_layer, strerror(-r)), r;
+        if ((r = hide_host_journal(p->var_fd)) < 0)
+                return set_message(p->message, "node %s: cannot write the node's /var layer in %s: %s",
+                                   p->cfg->name, var_layer, strerror(-r)), r;
         for (size_t i = 0; i < p->cfg->n_files; i++)
                 if ((r = write_node_file(p, &p->cfg->files[i])) < 0)
                         return r;
@@ -731,6 +780,71 @@ static int prepare_tree(Prep *p) {
         return mount_overlay(p, lower, upper, work, p->img->root);
 }
 
+/* A NixOS system's root: an empty tree kept for the run; its stage 2 builds the rest at each boot. */
+static int prepare_system(Prep *p) {
+        /* nspawn refuses a tree without usr/ (or, to --boot, without os-release); the system's own
+         * os-release replaces ours when its /etc is set up. */
+        static const char os_release[] =
+                "# Written by moonrig for systemd-nspawn; the NixOS system replaces it at activation.\n"
+                "NAME=NixOS\nID=nixos\n";
+        static const struct { const char *name; mode_t mode; } dirs[] = {
+                { "etc", 0755 }, { "usr", 0755 }, { "nix", 0755 }, { "nix/store", 0755 },
+        };
+        struct stat st;
+        int r;
+
+        if (p->cfg->services && p->cfg->services[0])
+                return set_message(p->message,
+                                   "node %s: services cannot be enabled in a NixOS system from outside: its /etc is "
+                                   "built from %s at boot; enable them in its configuration (systemd.services.%s."
+                                   "wantedBy = [ \"multi-user.target\" ])",
+                                   p->cfg->name, p->cfg->system, p->cfg->services[0]), -EINVAL;
+        if (stat(p->cfg->system, &st) < 0 || !S_ISDIR(st.st_mode))
+                return set_message(p->message,
+                                   "node %s: the NixOS system %s is not a directory (give a toplevel such as "
+                                   "/nix/store/...-nixos-system-NAME, with an init in it)",
+                                   p->cfg->name, p->cfg->system), -ENOTDIR;
+        r = ensure_dir(p->state, "root", 0755, &p->img->root);
+        if (r < 0)
+                return set_message(p->message, "node %s: cannot create the root tree in %s: %s", p->cfg->name,
+                                   p->state, strerror(-r)), r;
+        if ((r = open_dir(p->img->root, &p->root_fd)) < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if (mkdirat(p->root_fd, dirs[i].name, dirs[i].mode) < 0 && errno != EEXIST)
+                        return -errno;
+        p->etc_fd = openat(p->root_fd, "etc", O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (p->etc_fd < 0)
+                return -errno;
+        p->var_fd = p->root_fd;
+        p->single_tree = true;
+        if (fstatat(p->etc_fd, "os-release", &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+            (r = write_at(p->etc_fd, "os-release", os_release, sizeof os_release - 1, 0644)) < 0)
+                return r;
+        if ((r = write_identity(p, p->etc_fd, true)) < 0)
+                return set_message(p->message, "node %s: cannot write the node's /etc in %s: %s", p->cfg->name,
+                                   p->img->root, strerror(-r)), r;
+        for (size_t i = 0; i < p->cfg->n_files; i++)
+                if ((r = write_node_file(p, &p->cfg->files[i])) < 0)
+                        return r;
+        return 0;
+}
+
+/* A start script's root is the state directory, and the script builds it. */
+static int prepare_script(Prep *p) {
+        if (p->cfg->n_files > 0 || (p->cfg->services && p->cfg->services[0]))
+                return set_message(p->message,
+                                   "node %s: files and services cannot be given to a node booted by a start script "
+                                   "(its NixOS system builds its own /etc); set them in its configuration",
+                                   p->cfg->name), -EINVAL;
+        p->img->root = strdup(p->state);
+        if (!p->img->root)
+                return -ENOMEM;
+        /* The container's /: others than root must be able to traverse it (the nixpkgs launcher does
+         * the same). */
+        return chmod(p->state, 0755) < 0 ? -errno : 0;
+}
+
 void hostimage_free(HostImage *h) {
         size_t n = 0;
 
@@ -762,13 +876,17 @@ int hostimage_prepare(const HostImageConfig *c, HostImage **ret, char **ret_mess
                             strerror(-r));
                 goto finish;
         }
-        r = machine_id_load(&p);
+        /* A start script's root holds nothing of ours, not even the machine id. */
+        r = c->script_root ? 0 : machine_id_load(&p);
         if (r < 0) {
                 set_message(ret_message, "node %s: cannot store the machine id in %s: %s", c->name, p.state,
                             strerror(-r));
                 goto finish;
         }
-        r = is_host_image(c) ? prepare_host(&p) : prepare_tree(&p);
+        r = c->script_root ? prepare_script(&p)
+          : c->system ? prepare_system(&p)
+          : is_host_image(c) ? prepare_host(&p)
+          : prepare_tree(&p);
         if (r < 0 && ret_message && !*ret_message)
                 set_message(ret_message, "node %s: cannot prepare its root in %s: %s", c->name, p.state, strerror(-r));
 finish:

@@ -97,6 +97,52 @@ local function normalize_files(name, files)
   return list
 end
 
+-- env = { NAME = "value" } or { "NAME=value", ... }: a list of assignments, names sorted.
+local function normalize_env(name, env)
+  local list, seen = {}, {}
+  local function add(k, v)
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+      usage_error(fmt("%s: env: bad variable name %s (letters, digits and _, not first a digit)", name,
+        internal.repr(k)))
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      usage_error(fmt("%s: env: the value of %s must be a string, got %s", name, k, type(v)))
+    end
+    if tostring(v):find("[\n\r]") then
+      usage_error(fmt("%s: env: the value of %s must be one line", name, k))
+    end
+    if seen[k] then usage_error(fmt("%s: env: %s is set twice", name, k)) end
+    seen[k] = true
+    list[#list + 1] = k .. "=" .. tostring(v)
+  end
+  for i, a in ipairs(env) do
+    local k, v
+    if type(a) == "string" then k, v = a:match("^([^=]*)=(.*)$") end
+    if not k then
+      usage_error(fmt("%s: env[%d]: expected \"NAME=value\", got %s", name, i, internal.repr(a)))
+    end
+    add(k, v)
+  end
+  local keys = {}
+  for k in pairs(env) do
+    if not (math.type(k) == "integer" and k >= 1 and k <= #env) then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(x, y) return tostring(x) < tostring(y) end)
+  for _, k in ipairs(keys) do add(k, env[k]) end
+  return list
+end
+
+-- --setenv reaches the node's PID 1 only: its services get env from the manager's
+-- DefaultEnvironment (quoted, C escapes for " and \, %% for a specifier's %).
+local function env_manager_file(env)
+  local words = {}
+  for i, a in ipairs(env) do
+    words[i] = '"' .. a:gsub('[\\"]', "\\%0"):gsub("%%", "%%%%") .. '"'
+  end
+  return { path = "/etc/systemd/system.conf.d/50-moonrig-env.conf",
+           content = "[Manager]\nDefaultEnvironment=" .. concat(words, " ") .. "\n" }
+end
+
 -- gpu = true: the NVIDIA device nodes (and DRI render nodes) the host has. A host-image node sees
 -- the driver's libraries and tools already, since the host's /usr and /etc (ld.so.cache) are its.
 local function gpu_devices(name)
@@ -116,7 +162,7 @@ local function gpu_devices(name)
   return devs
 end
 
-local function declare_container(name, opts)
+local function declare_container(name, opts, start_script)
   if type(name) ~= "string" or not name:match("^[%a%d][%w_%-]*$") or #name > 63 then
     usage_error(fmt("container: bad node name %s: use letters, digits, '-' and '_' (at most 63, "
       .. "starting with a letter or digit)", internal.repr(name)))
@@ -145,8 +191,13 @@ local function declare_container(name, opts)
     end
   end
   if opts.system then
-    usage_error(fmt("container %q: system = (a NixOS system) is not supported yet; use the host "
-      .. "image or a directory tree (image = \"/path\")", name))
+    local f = io.open(opts.system .. "/init", "rb")
+    if not f then
+      usage_error(fmt("container %q: system %s has no init: give a NixOS system's toplevel "
+        .. "(/nix/store/...-nixos-system-...)", name, opts.system))
+    end
+    f:close()
+    if opts.image then usage_error(fmt("container %q: give image or system, not both", name)) end
   end
   if opts.image and opts.image ~= "host" then
     local f = io.open(opts.image .. "/.", "rb")
@@ -171,20 +222,50 @@ local function declare_container(name, opts)
   local root = state_root()
   local state_dir = root .. "/vm-state-" .. name
   if not KEEP_MACHINE_STATE then os.execute("rm -rf '" .. state_dir .. "'") end
+  local env = opts.env and normalize_env(name, opts.env)
+  local files = normalize_files(name, opts.files or {})
+  if env and #env > 0 and not start_script then files[#files + 1] = env_manager_file(env) end
   local c_opts = {
     image = opts.image, services = opts.services, bind = opts.bind, bind_ro = opts.bind_ro,
-    devices = devices, env = opts.env, hostname = opts.hostname or name,
+    devices = devices, env = env, hostname = opts.hostname or name,
     boot_timeout = opts.boot_timeout, persistent = opts.persistent, nspawn_args = opts.nspawn_args,
-    files = normalize_files(name, opts.files or {}),
+    files = files,
     console_log = internal.output_dir and (internal.output_dir .. "/" .. name .. ".console.log") or nil,
+    system = opts.system, start_script = start_script,
   }
   local h = internal.container_new(name, state_dir, root .. "/shared-xchg", c_opts)
   local node = setmetatable({
     name = name, kind = "container", _h = h, _started = false, _console_seen = 0,
-    _vlans = node_vlans,
+    -- as the NixOS driver's machine attributes: the host side of /tmp/shared, the node's state
+    shared_dir = root .. "/shared-xchg", state_dir = state_dir,
+    _vlans = node_vlans, _script = start_script,
   }, Node)
   internal.add_node(node)
   return node
+end
+
+-- A container of a --config file: its run-<name>-nspawn script boots it and wires its network
+-- (the NixOS launcher makes its own namespace, bridges and veths).
+function internal.config_container(name, start_script)
+  return declare_container(name, { vlans = {} }, start_script)
+end
+
+-- NixOS's `machine`: with exactly one machine from the config, not called machine, the global
+-- machine is that node, with a warning on each use.
+function internal.config_done()
+  if #sorted ~= 1 or sorted[1].name == "machine" or rawget(_G, "machine") then return end
+  local only = sorted[1]
+  machine = setmetatable({}, {
+    __index = function(_, k)
+      clog.warning(fmt("using `machine` is deprecated: the only machine is called %s", only.name))
+      local v = only[k]
+      if type(v) == "function" then
+        return function(self, ...) if self == machine then self = only end return v(self, ...) end
+      end
+      return v
+    end,
+    __tostring = function() return tostring(only) end,
+  })
 end
 
 -- container "name" { ... }  or  container("name", { ... })
@@ -425,7 +506,11 @@ function Node:wait_for_unit(unit, opts)
         e.node = self.name
         e.unit = name
         if e.message:match('reached state "failed"') then
-          local _, journal = self:execute(fmt("journalctl --no-pager -n 20 -u %q 2>&1 || true", name))
+          -- As root, journalctl --user-unit matches uid 0's units: name the user's uid instead.
+          local cmd = user and fmt("u=$(id -u %q) && journalctl --no-pager -n 20 _UID=$u "
+              .. "_SYSTEMD_USER_UNIT=%q + _UID=$u USER_UNIT=%q 2>&1 || true", tostring(user), name, name)
+            or fmt("journalctl --no-pager -n 20 -u %q 2>&1 || true", name)
+          local _, journal = self:execute(cmd)
           e.output = journal
         end
       end
@@ -723,7 +808,8 @@ function internal.network_prepare(node)
       bridges_made[l.vlan] = true
     end
   end
-  if node._links_set then return end
+  -- a start script's node (a NixOS container) makes its own network and /etc/hosts
+  if node._links_set or node._script then return end
   node._h:set_links(links)
   if #current_plan().vlans > 0 then node._h:add_file("/etc/hosts", current_plan().hosts) end
   if #links > 0 then

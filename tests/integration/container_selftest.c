@@ -1,6 +1,7 @@
-/* container_selftest.c: boots real host-image containers through container.c and runs commands
- * in them through exec.c; checks what a test author relies on and prints measured figures.
- * Root only. Runs in its own mount, PID and network namespaces, so nothing it starts survives it. */
+/* container_selftest.c: boots real host-image containers, start scripts and a fake NixOS system through
+ * container.c and runs commands in them through exec.c; checks what a test author relies on and
+ * prints measured figures. Root only. Runs in its own mount, PID and network namespaces, so nothing it
+ * starts survives it. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <ftw.h>
@@ -10,6 +11,7 @@
 #include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -98,7 +100,24 @@ typedef struct Node {
         char *ready_message;
         unsigned n_lines, n_leader;
         uint64_t started, ready_at;
+        char *console;                  /* every console line, each with a newline */
+        size_t console_len;
+        char *journal;                  /* every journal line, each with a newline */
+        size_t journal_len;
+        unsigned n_journal;
 } Node;
+
+static void append(char **buf, size_t *len, const char *line, size_t l) {
+        char *p = realloc(*buf, *len + l + 2);
+
+        if (!p)
+                return;
+        memcpy(p + *len, line, l);
+        *len += l;
+        p[(*len)++] = '\n';
+        p[*len] = '\0';
+        *buf = p;
+}
 
 static void on_leader(Container *c, pid_t leader _unused_) {
         ((Node *) container_userdata(c))->n_leader++;
@@ -121,11 +140,34 @@ static void on_exit_(Container *c, int status) {
         n->exit_status = status;
 }
 
-static void on_line(Container *c, const char *line _unused_, size_t len _unused_) {
-        ((Node *) container_userdata(c))->n_lines++;
+static void on_line(Container *c, const char *line, size_t len) {
+        Node *n = container_userdata(c);
+
+        n->n_lines++;
+        append(&n->console, &n->console_len, line, len);
+        if (getenv("DEBUG_CONSOLE"))
+                note("%s console: %.*s", container_name(c), (int) len, line);
+}
+
+static void on_journal(Container *c, const char *line, size_t len) {
+        Node *n = container_userdata(c);
+
+        n->n_journal++;
+        append(&n->journal, &n->journal_len, line, len);
+        if (getenv("DEBUG_JOURNAL"))
+                note("%s journal: %.*s", container_name(c), (int) len, line);
 }
 
 static const ContainerCallbacks callbacks = {
+        .on_leader = on_leader,
+        .on_ready = on_ready,
+        .on_exit = on_exit_,
+        .on_console_line = on_line,
+        .on_journal_line = on_journal,
+};
+
+/* The same without the journal: what following it costs. */
+static const ContainerCallbacks callbacks_no_journal = {
         .on_leader = on_leader,
         .on_ready = on_ready,
         .on_exit = on_exit_,
@@ -168,6 +210,8 @@ static void node_free(Node *n) {
                 return;
         container_free(n->c);
         free(n->ready_message);
+        free(n->console);
+        free(n->journal);
         free(n);
 }
 
@@ -856,6 +900,739 @@ static void test_parallel(void) {
                 node_free(n[i]);
 }
 
+/* ---- the journal ---- */
+
+/* Runs the loop until `needle` is in the node's journal lines past `from`; searches only what is new. */
+static bool wait_journal(Node *n, size_t from, const char *needle, double timeout_s) {
+        uint64_t end = now_usec() + (uint64_t) (timeout_s * SEC);
+        size_t scan = from, l = strlen(needle);
+
+        for (;;) {
+                if (n->journal && n->journal_len > scan) {
+                        if (memmem(n->journal + scan, n->journal_len - scan, needle, l))
+                                return true;
+                        scan = n->journal_len > l ? n->journal_len - l : 0;
+                        if (scan < from)
+                                scan = from;
+                }
+                uint64_t now = now_usec();
+                if (now >= end || sd_event_run(event, end - now) < 0)
+                        return false;
+        }
+}
+
+static unsigned count_in(const char *text, size_t from, size_t to, const char *needle) {
+        unsigned k = 0;
+
+        for (const char *p = text + from; text && p < text + to && (p = memmem(p, text + to - p, needle, strlen(needle))); p++)
+                k++;
+        return k;
+}
+
+static double cpu_seconds(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* "loud[PID]: xN" lines from `from` on: N runs 1, 2, ... without a gap or a repeat. Returns how many. */
+static unsigned loud_lines_in_order(Node *n, size_t from, bool *in_order) {
+        unsigned next = 1;
+
+        *in_order = true;
+        for (const char *p = n->journal ? n->journal + from : NULL; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                unsigned v;
+                if (startswith(p, "loud[") && sscanf(p, "loud[%*u]: x%u", &v) == 1) {
+                        if (v != next)
+                                *in_order = false;
+                        next = v + 1;
+                }
+                p = nl ? nl + 1 : NULL;
+        }
+        return next - 1;
+}
+
+/* Our journal lines from `from` on, against journalctl's for the same boot. */
+static bool same_as_journalctl(Node *n, size_t from, const char *dir, const char *boot_id) {
+        char cmd[PATH_MAX + 256], line[8192];
+        _cleanup_free_ char *ours = strndup(n->journal ? n->journal + from : "", n->journal ? n->journal_len - from : 0);
+        FILE *p;
+        size_t off = 0;
+        unsigned k = 0;
+        bool same = ours != NULL;
+
+        snprintf(cmd, sizeof cmd, "journalctl -D '%s' -b %s -o short-unix --no-hostname -q --no-pager", dir, boot_id);
+        p = popen(cmd, "re");
+        while (same && p && fgets(line, sizeof line, p)) {
+                const char *text = strchr(line, ' ');
+                size_t l;
+                if (!text)
+                        continue;
+                text++;
+                l = strlen(text);
+                if (strncmp(ours + off, text, l) != 0) {
+                        note("line %u differs: journalctl has '%.*s', we have '%.*s'", k, (int) l - 1, text,
+                             (int) strcspn(ours + off, "\n"), ours + off);
+                        same = false;
+                }
+                off += l;
+                k++;
+        }
+        if (p && pclose(p) != 0)
+                same = false;
+        if (same && ours[off] != '\0') {
+                note("we have more lines than journalctl, from: %.200s", ours + off);
+                same = false;
+        }
+        note("compared %u journal lines with journalctl's", k);
+        if (!same && getenv("DEBUG_JOURNAL_DIFF")) {
+                char c2[PATH_MAX + 512];
+                snprintf(c2, sizeof c2, "%s > %s/theirs.txt", cmd, getenv("DEBUG_JOURNAL_DIFF"));
+                (void) system(c2);
+                snprintf(c2, sizeof c2, "%s/ours.txt", getenv("DEBUG_JOURNAL_DIFF"));
+                write_file(c2, ours);
+        }
+        return same && k > 0;
+}
+
+static char *boot_id_of(Node *n) {
+        char *id = succeed(n, "tr -d '\\n-' < /proc/sys/kernel/random/boot_id");
+        return id;
+}
+
+static void test_journal(void) {
+        static const char no_ratelimit[] = "[Journal]\nRateLimitBurst=0\n";
+        static const HostImageFile files[] = {
+                { .path = "/etc/systemd/journald.conf.d/moonrig-selftest.conf", .content = no_ratelimit,
+                  .len = sizeof no_ratelimit - 1 },
+        };
+        const char *heavy = getenv("MOONRIG_SELFTEST_LOGGER_LOOP")
+                ? "for i in $(seq 100000); do logger -t loud x$i; done"
+                : "seq 100000 | sed s/^/x/ | logger -t loud";
+        ContainerConfig cfg = { .name = "loud", .files = files, .n_files = 1, .boot_timeout_usec = 60 * SEC };
+        char dir[PATH_MAX + 64];
+        _cleanup_free_ char *boot2 = NULL;
+        size_t boot_start;
+        Node *n = node_new(&cfg);
+        uint64_t t0;
+        double cpu0, cpu_journal, cpu_plain = -1, wall_journal, wall_plain = -1, lag;
+        bool ok, in_order;
+
+        if (!n)
+                return;
+        ok = node_start(n) >= 0 && node_wait_ready(n, 60);
+        if (!check(ok, "journal: loud boots"))
+                goto out;
+        check(wait_journal(n, 0, "\nsystemd[1]: Startup finished in ", 5),
+              "journal: the boot's entries arrive, formatted like journalctl -o short (%u lines)", n->n_journal);
+        check(n->journal && startswith(n->journal, "systemd-journald[") && strstr(n->journal, "]: Journal started\n"),
+              "journal: from journald's first entry on (%.60s)", n->journal ?: "");
+        note("one host-image boot: %u console lines (%u of them status lines), %u journal lines (%u from systemd[1])",
+             n->n_lines, count_in(n->console, 0, n->console_len, "[  OK  ] ") +
+                                 count_in(n->console, 0, n->console_len, "\n         "),
+             n->n_journal, count_in(n->journal, 0, n->journal_len, "systemd[1]: "));
+
+        {
+                char want[64];
+                snprintf(want, sizeof want, "%s\n", container_machine_id(n->c) ?: "?");
+                check(output_is(n, "ls -A /var/log/journal", want),
+                      "journal: the node's /var/log/journal holds its own journal only (the host's is hidden)");
+        }
+        t0 = now_usec();
+        free(succeed(n, "logger -t moonrig-selftest 'hello journal'"));
+        ok = wait_journal(n, 0, "]: hello journal\n", 5);
+        check(ok && strstr(n->journal, "\nmoonrig-selftest["), "journal: a logger line arrives in %.0f ms",
+              (now_usec() - t0) / 1e3);
+        {
+                double c0 = cpu_seconds();
+                run_for(5);
+                note("an idle container's journal followed for 5 s: our CPU %.1f ms", (cpu_seconds() - c0) * 1e3);
+        }
+        {
+                uint64_t lat[10];
+                unsigned k = 0;
+                for (int i = 0; i < 10; i++) {
+                        char cmd[64], needle[32];
+                        snprintf(cmd, sizeof cmd, "logger -t latency l%d", i);
+                        snprintf(needle, sizeof needle, "]: l%d\n", i);
+                        run_for((i * 37 % 100) / 1000.0);   /* not in step with the follower's looks */
+                        free(succeed(n, cmd));
+                        uint64_t t = now_usec();
+                        if (wait_journal(n, 0, needle, 5))
+                                lat[k++] = now_usec() - t;
+                }
+                if (check(k == 10, "journal: 10 logger lines, one after another, all arrive")) {
+                        uint64_t m = median(lat, 10);
+                        note("from the end of `logger` to its journal line: median %.0f ms, max %.0f ms", m / 1e3,
+                             lat[9] / 1e3);
+                }
+        }
+        free(succeed(n, "printf 'one\\ntwo\\n' | systemd-cat -t multi; logger -t blob $(printf 'a\\033[1mb')"));
+        check(wait_journal(n, 0, "multi[", 5) && wait_journal(n, 0, "]: two\n", 5) &&
+                      wait_journal(n, 0, "]: [6 bytes blob data]\n", 5),
+              "journal: one line per entry line; unprintable messages as blob data, as journalctl does");
+
+        /* Heavy logging: every line arrives once, in order; what following costs us. */
+        boot_start = n->journal_len;
+        cpu0 = cpu_seconds();
+        t0 = now_usec();
+        Run x = run_opts(n, heavy, 600 * SEC, 0);
+        uint64_t cmd_done = now_usec();
+        ok = x.r.status == 0 && wait_journal(n, boot_start, "]: x100000\n", 120);
+        lag = (now_usec() - cmd_done) / 1e6;
+        wall_journal = (now_usec() - t0) / 1e6;
+        cpu_journal = cpu_seconds() - cpu0;
+        run_free(&x);
+        unsigned got = loud_lines_in_order(n, boot_start, &in_order);
+        check(ok && got == 100000 && in_order,
+              "journal: 100000 logged lines arrive, once each and in order (%u; command %.2f s, last line %.2f s "
+              "after it ended)", got, (cmd_done - t0) / 1e6, lag);
+
+        n->ready_called = false;
+        size_t before_reboot = n->journal_len;
+        ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60);
+        check(ok && wait_journal(n, before_reboot, "]: Journal started\n", 5) &&
+                      wait_journal(n, before_reboot, "\nsystemd[1]: Startup finished in ", 5),
+              "journal: followed again after a reboot");
+        got = loud_lines_in_order(n, 0, &in_order);
+        check(got == 100000 && in_order, "journal: the earlier boot's entries are not handed out again (%u)", got);
+        {
+                const char *text = n->journal + before_reboot;
+                const char *sigint = strstr(text, "systemd[1]: Received SIGINT.\n");
+                const char *stopped = strstr(text, "]: Journal stopped\n");
+                const char *started = strstr(text, "]: Journal started\n");
+                check(sigint && stopped && started && sigint < stopped && stopped < started &&
+                              count_in(n->journal, 0, n->journal_len, "]: Received SIGINT.\n") == 1,
+                      "journal: the old boot's last entries (SIGINT to journald's end) come once, before the new boot's");
+                boot_start = started ? (size_t) (started - n->journal) : n->journal_len;
+                while (boot_start > 0 && n->journal[boot_start - 1] != '\n')
+                        boot_start--;
+        }
+        boot2 = boot_id_of(n);
+        ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 30);
+        snprintf(dir, sizeof dir, "%s/loud/var.upper/log/journal", tmp_dir);
+        check(ok && boot2 && same_as_journalctl(n, boot_start, dir, boot2),
+              "journal: the second boot's lines, up to its poweroff, are exactly journalctl's");
+        node_free(n);
+        n = NULL;
+
+        /* The same heavy logging, nobody following. */
+        {
+                ContainerConfig plain = cfg;
+                char state[PATH_MAX];
+                plain.name = "quiet";
+                snprintf(state, sizeof state, "%s/quiet", tmp_dir);
+                plain.state_dir = state;
+                plain.shared_dir = shared_dir;
+                n = calloc(1, sizeof *n);
+                if (n && container_new(event, &plain, &callbacks_no_journal, n, &n->c) >= 0 && node_start(n) >= 0 &&
+                    node_wait_ready(n, 60)) {
+                        cpu0 = cpu_seconds();
+                        t0 = now_usec();
+                        x = run_opts(n, heavy, 600 * SEC, 0);
+                        wall_plain = (now_usec() - t0) / 1e6;
+                        cpu_plain = cpu_seconds() - cpu0;
+                        run_free(&x);
+                }
+        }
+        note("100000 journal entries (`%s`): our CPU %.3f s following the journal (%.1f s wall until the last "
+             "line), %.3f s without (%.1f s wall)", heavy, cpu_journal, wall_journal, cpu_plain, wall_plain);
+out:
+        if (n)
+                node_free(n);
+}
+
+/* A journal callback that frees its container, in the middle of a batch of lines. */
+static void on_journal_free(Container *c, const char *line, size_t len) {
+        Node *n = container_userdata(c);
+
+        n->n_journal++;
+        if (memmem(line, len, "Startup finished", 16)) {
+                container_free(c);
+                n->c = NULL;
+                n->exited = true;
+        }
+}
+
+static void test_journal_free(void) {
+        static const ContainerCallbacks cb = {
+                .on_ready = on_ready, .on_exit = on_exit_, .on_journal_line = on_journal_free,
+        };
+        char state[PATH_MAX];
+        ContainerConfig cfg = { .name = "freed", .shared_dir = shared_dir };
+        Node *n = calloc(1, sizeof *n);
+
+        snprintf(state, sizeof state, "%s/freed", tmp_dir);
+        cfg.state_dir = state;
+        if (!n || container_new(event, &cfg, &cb, n, &n->c) < 0) {
+                free(n);
+                return;
+        }
+        bool ok = node_start(n) >= 0 && run_until(&n->exited, 60);
+        unsigned seen = n->n_journal;
+        run_for(0.3);
+        check(ok && !n->c && n->n_journal == seen,
+              "journal: a line callback may free its container; no line comes after (%u lines)", n->n_journal);
+        node_free(n);
+}
+
+/* Time to ready, with and without a journal follower, alternating. */
+static void test_journal_boot_cost(void) {
+        uint64_t with[5], without[5];
+        double cpu_with = 0, cpu_without = 0;
+        unsigned ok = 0;
+
+        for (int i = 0; i < 10; i++) {
+                char name[32], state[PATH_MAX];
+                bool follow = i % 2 == 0;
+                ContainerConfig cfg = { .name = name, .shared_dir = shared_dir };
+                Node *n = calloc(1, sizeof *n);
+                double cpu0 = cpu_seconds();
+
+                snprintf(name, sizeof name, "j%d", i);
+                snprintf(state, sizeof state, "%s/%s", tmp_dir, name);
+                cfg.state_dir = state;
+                if (!n || container_new(event, &cfg, follow ? &callbacks : &callbacks_no_journal, n, &n->c) < 0) {
+                        free(n);
+                        return;
+                }
+                if (node_start(n) >= 0 && node_wait_ready(n, 60)) {
+                        (follow ? with : without)[i / 2] = n->ready_at - n->started;
+                        (follow ? &cpu_with : &cpu_without)[0] += cpu_seconds() - cpu0;
+                        ok++;
+                        if (follow)
+                                wait_journal(n, 0, "]: Startup finished in ", 5);
+                        container_shutdown(n->c);
+                        run_until(&n->exited, 30);
+                }
+                node_free(n);
+        }
+        if (!check(ok == 10, "10 boots, every other one with its journal followed"))
+                return;
+        note("time to ready, median of 5: %.3f s following the journal, %.3f s without; our CPU to ready, mean: "
+             "%.1f ms with, %.1f ms without", median(with, 5) / 1e6, median(without, 5) / 1e6, cpu_with / 5 * 1e3,
+             cpu_without / 5 * 1e3);
+}
+
+/* ---- start scripts ---- */
+
+/* Stands in for the nixpkgs launcher: it stays nspawn's parent, cleans up on SIGTERM, exits with
+ * nspawn's status. Its root is a host image the test prepared, bound onto $RUN_NSPAWN_ROOT_DIR in a
+ * mount namespace of its own, so the bind goes when it does. */
+static const char launcher_fmt[] =
+        "#!/bin/sh\n"
+        "echo \"launcher: starting $0 $*\"\n"
+        "env > \"$RUN_NSPAWN_SHARED_DIR/launcher-env\"\n"
+        "pwd > \"$RUN_NSPAWN_SHARED_DIR/launcher-cwd\"\n"
+        "rm -f \"$RUN_NSPAWN_SHARED_DIR/launcher-cleanup\"\n"
+        "unshare --mount --propagation private sh -c 'img=$0 root=$1 shared=$2; shift 2; "
+        "mount --rbind \"$img\" \"$root\" && exec systemd-nspawn --quiet --notify-ready=yes --keep-unit "
+        "--register=no --boot --directory=\"$root\" --machine=scripted --private-network --link-journal=no "
+        "--console=read-only --setenv=SYSTEMD_COLORS=0 --bind=\"$shared:/tmp/shared\" \"$@\"' "
+        "'%s' \"$RUN_NSPAWN_ROOT_DIR\" \"$RUN_NSPAWN_SHARED_DIR\" \"$@\" &\n"
+        "nspawn=$!\n"
+        "trap 'echo \"launcher: SIGTERM, stopping nspawn\"; kill -TERM $nspawn; wait $nspawn; "
+        "echo done > \"$RUN_NSPAWN_SHARED_DIR/launcher-cleanup\"; exit 143' TERM\n"
+        "wait $nspawn\n"
+        "status=$?\n"
+        "echo \"launcher: nspawn exited with status $status\"\n"
+        "exit $status\n";
+
+static HostImage *script_image;
+
+static bool write_script(const char *path, const char *text) {
+        return write_file(path, text) >= 0 && chmod(path, 0755) >= 0;
+}
+
+static Node *script_node(const char *name, const char *script, char **extra, uint64_t boot_timeout_usec) {
+        ContainerConfig cfg = {
+                .name = name,
+                .start_script = script,
+                .extra_args = extra,
+                .boot_timeout_usec = boot_timeout_usec,
+                .shutdown_timeout_usec = 10 * SEC,
+        };
+        return node_new(&cfg);
+}
+
+static char *shared_file(const char *name) {
+        char path[PATH_MAX + 64];
+
+        snprintf(path, sizeof path, "%s/%s", shared_dir, name);
+        return read_file(path);
+}
+
+static bool has_line(const char *text, const char *line) {
+        size_t l = strlen(line);
+
+        for (const char *p = text; p && (p = strstr(p, line)); p += l)
+                if ((p == text || p[-1] == '\n') && (p[l] == '\n' || p[l] == '\0'))
+                        return true;
+        return false;
+}
+
+static bool script_prepare(char *script, size_t size) {
+        _cleanup_free_ char *m = NULL, *text = NULL;
+        char state[PATH_MAX];
+        HostImageConfig hc = { .name = "scripted" };
+        int r;
+
+        snprintf(state, sizeof state, "%s/script-image", tmp_dir);
+        hc.state_dir = state;
+        r = hostimage_prepare(&hc, &script_image, &m);
+        if (!check(r >= 0, "start script: a host image prepared for the fake launcher (%s)", m ?: "ok"))
+                return false;
+        if (asprintf(&text, launcher_fmt, script_image->root) < 0)
+                return false;
+        snprintf(script, size, "%s/run-scripted-nspawn", tmp_dir);
+        return check(write_script(script, text), "start script: %s written", script);
+}
+
+static void test_script(void) {
+        char script[PATH_MAX], state[PATH_MAX + 32];
+        char *extra[] = { (char *) "--setenv=MOONRIG_FROM_SCRIPT_ARGS=yes", NULL };
+        _cleanup_free_ char *env = NULL, *cwd = NULL;
+        Node *n;
+        uint64_t t0;
+
+        if (!script_prepare(script, sizeof script))
+                return;
+        n = script_node("scripted", script, extra, 60 * SEC);
+        if (!n)
+                return;
+        snprintf(state, sizeof state, "%s/scripted", tmp_dir);
+        bool ok = node_start(n) >= 0 && node_wait_ready(n, 60);
+        if (!check(ok, "start script: boots to READY (%.3f s)", (n->ready_at - n->started) / 1e6)) {
+                note("console: %s", n->console ?: "");
+                node_free(n);
+                return;
+        }
+        check(n->n_leader == 1, "start script: on_leader once (%u)", n->n_leader);
+        env = shared_file("launcher-env");
+        cwd = shared_file("launcher-cwd");
+        {
+                char want_root[PATH_MAX + 64], want_shared[PATH_MAX + 64];
+                _cleanup_free_ char *abs = realpath(state, NULL);
+                snprintf(want_root, sizeof want_root, "RUN_NSPAWN_ROOT_DIR=%s", abs ?: state);
+                snprintf(want_shared, sizeof want_shared, "RUN_NSPAWN_SHARED_DIR=%s", shared_dir);
+                check(env && has_line(env, want_root) && has_line(env, want_shared) &&
+                              has_line(env, "PATH=/usr/sbin:/usr/bin:/sbin:/bin") && strstr(env, "\nNOTIFY_SOCKET=@") &&
+                              !strstr(env, "HOME=") && !strstr(env, "TERM=") && !strstr(env, "USER="),
+                      "start script: a minimal environment (root, shared dir, notify socket, PATH)");
+                if (env)
+                        note("the script's environment:\n%s", env);
+                bool ok_cwd = cwd && abs && strncmp(cwd, abs, strlen(abs)) == 0 && streq(cwd + strlen(abs), "\n");
+                check(ok_cwd, "start script: runs in the state directory (%s)", cwd ? strtok(cwd, "\n") : "?");
+                check(container_root(n->c) && abs && streq(container_root(n->c), abs),
+                      "start script: container_root is the state directory");
+        }
+        check(n->console && strstr(n->console, "launcher: starting ") &&
+                      strstr(n->console, " --setenv=MOONRIG_FROM_SCRIPT_ARGS=yes\n"),
+              "start script: its output arrives as console lines, with the node's nspawn options as arguments");
+        check(output_is(n, "cat /etc/hostname; echo $HOME", "scripted\n/root\n"),
+              "start script: a command runs in it, with the login environment");
+        check(wait_journal(n, 0, "\nsystemd[1]: Startup finished in ", 5),
+              "start script: its journal is followed (%u lines)", n->n_journal);
+        check(output_is(n, "tr '\\0' '\\n' < /proc/1/environ | grep ^MOONRIG_FROM", "MOONRIG_FROM_SCRIPT_ARGS=yes\n"),
+              "start script: its arguments reached systemd-nspawn");
+
+        pid_t old = container_leader(n->c);
+        n->ready_called = false;
+        t0 = now_usec();
+        ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60) && !n->exited;
+        check(ok && container_leader(n->c) != old, "start script: reboot runs the script again, READY in %.2f s",
+              (now_usec() - t0) / 1e6);
+        check(n->n_leader == 2, "start script: on_leader again after the reboot (%u)", n->n_leader);
+
+        t0 = now_usec();
+        ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 30);
+        check(ok && n->exit_status == 0 && !container_is_up(n->c),
+              "start script: shutdown, then the script exits (status %d, %.2f s)", n->exit_status, (now_usec() - t0) / 1e6);
+
+        ok = node_start(n) >= 0 && node_wait_ready(n, 60);
+        check(ok, "start script: starts again after shutdown");
+        t0 = now_usec();
+        container_crash(n->c);
+        ok = run_until(&n->exited, 15);
+        run_for(0.1);
+        check(ok && count_processes(false) == 1,
+              "start script: crash kills the script and the container at once (status %d, %.2f s, %u processes left)",
+              n->exit_status, (now_usec() - t0) / 1e6, count_processes(getenv("DEBUG_PROCS")));
+        _cleanup_free_ char *cleanup = shared_file("launcher-cleanup");
+        check(!cleanup, "start script: a crash gives the launcher no time to clean up");
+
+        ok = node_start(n) >= 0 && node_wait_ready(n, 60);
+        check(ok, "start script: starts again after a crash");
+        t0 = now_usec();
+        container_release(n->c);
+        ok = run_until(&n->exited, 15);
+        free(cleanup);
+        cleanup = shared_file("launcher-cleanup");
+        check(ok && cleanup && n->exit_status == 143,
+              "start script: release sends SIGTERM; the launcher cleans up and exits (status %d, %.2f s)",
+              n->exit_status, (now_usec() - t0) / 1e6);
+
+        /* container_free on a running script node: the same SIGTERM, waited for. */
+        ok = node_start(n) >= 0 && node_wait_ready(n, 60);
+        t0 = now_usec();
+        node_free(n);
+        free(cleanup);
+        cleanup = shared_file("launcher-cleanup");
+        check(ok && cleanup, "start script: container_free stops it with SIGTERM too (%.2f s)", (now_usec() - t0) / 1e6);
+        run_for(0.1);
+        check(count_processes(false) == 1, "start script: nothing left running (%u processes)",
+              count_processes(getenv("DEBUG_PROCS")));
+}
+
+static void test_script_failures(void) {
+        static const char early[] =
+                "#!/bin/sh\n"
+                "echo 'launcher: preparing the network'\n"
+                "echo 'launcher: ip netns add failed: Operation not permitted' >&2\n"
+                "exit 3\n";
+        static const char stuck[] =
+                "#!/bin/sh\n"
+                "echo 'launcher: hanging around'\n"
+                "sleep 300 & sleep 301\n";
+        HostImageFile file = { .path = "/etc/x", .content = "x", .len = 1 };
+        char script[PATH_MAX + 32];
+        Node *n;
+
+        snprintf(script, sizeof script, "%s/run-early-nspawn", tmp_dir);
+        write_script(script, early);
+        n = script_node("early", script, NULL, 60 * SEC);
+        if (n) {
+                bool ok = node_start(n) >= 0 && run_until(&n->ready_called, 10);
+                check(ok && n->ready_error == -ECHILD && n->ready_message &&
+                              strstr(n->ready_message, "its start script") && strstr(n->ready_message, "status 3") &&
+                              strstr(n->ready_message, "\n  launcher: ip netns add failed: Operation not permitted"),
+                      "a script that fails early: on_ready fails with its last output lines");
+                if (n->ready_message)
+                        note("the message: %s", n->ready_message);
+                check(run_until(&n->exited, 5) && n->exit_status == 3, "... and on_exit with its status (%d)",
+                      n->exit_status);
+                check(container_add_file(n->c, &file) == -EOPNOTSUPP, "container_add_file: -EOPNOTSUPP for a script node");
+                node_free(n);
+        }
+
+        snprintf(script, sizeof script, "%s/run-noexec-nspawn", tmp_dir);
+        write_file(script, early);
+        n = script_node("noexec", script, NULL, 60 * SEC);
+        if (n) {
+                bool ok = node_start(n) >= 0 && run_until(&n->ready_called, 10);
+                check(ok && n->ready_error < 0 && n->ready_message && strstr(n->ready_message, "cannot run the start script") &&
+                              strstr(n->ready_message, "Permission denied"),
+                      "a script that is not executable: the message says so");
+                if (n->ready_message)
+                        note("the message: %s", n->ready_message);
+                node_free(n);
+        }
+
+        /* Never ready, with children of its own: the boot timeout kills all of it. */
+        snprintf(script, sizeof script, "%s/run-stuck-nspawn", tmp_dir);
+        write_script(script, stuck);
+        n = script_node("stuck", script, NULL, 1 * SEC);
+        if (n) {
+                bool ok = node_start(n) >= 0 && run_until(&n->ready_called, 5);
+                check(ok && n->ready_error == -ETIMEDOUT, "a script that never gets ready: boot timeout");
+                ok = run_until(&n->exited, 10);
+                run_for(0.1);
+                check(ok && count_sleep("300") == 0 && count_sleep("301") == 0,
+                      "... the script and its children are killed (%u left)", count_sleep("300") + count_sleep("301"));
+                node_free(n);
+        }
+
+        {
+                ContainerConfig cfg = { .name = "filed", .start_script = script, .files = &file, .n_files = 1 };
+                n = node_new(&cfg);
+                if (n) {
+                        bool ok = node_start(n) >= 0 && run_until(&n->ready_called, 5);
+                        check(ok && n->ready_error == -EINVAL && n->ready_message && strstr(n->ready_message, "start script"),
+                              "files for a script node are refused: %s", n->ready_message ?: "");
+                        node_free(n);
+                }
+        }
+        {
+                ContainerConfig cfg = { .name = "-bad", .start_script = script, .state_dir = tmp_dir };
+                Container *c = NULL;
+                check(container_new(event, &cfg, &callbacks, NULL, &c) == -EINVAL && !c,
+                      "a bad node name is refused for a script node too");
+        }
+}
+
+/* ---- a NixOS system (a fake one: no Nix here) ---- */
+
+#define FAKE_BUSYBOX "/nix/store/00000000000000000000000000000000-busybox"
+#define FAKE_USR "/nix/store/11111111111111111111111111111111-host-usr"
+#define FAKE_ETC "/nix/store/22222222222222222222222222222222-host-etc"
+#define FAKE_SYSTEM "/nix/store/33333333333333333333333333333333-nixos-system-fakenix-26.05"
+
+/* Stands in for NixOS's stage 2: builds the system in the empty root from the store (/usr from a
+ * store path, /etc copied from one, once, keeping the machine id and host name moonrig wrote), then
+ * runs systemd. Runs on a static busybox, as the root has nothing else before. */
+static const char fake_init[] =
+        "#!" FAKE_BUSYBOX "/bin/busybox sh\n"
+        "bb=" FAKE_BUSYBOX "/bin/busybox\n"
+        "echo \"fake stage 2: pid $$, args $*\"\n"
+        "$bb mount --bind " FAKE_USR " /usr && $bb mount -o remount,bind,ro /usr || exit 1\n"
+        "for d in bin sbin lib lib32 lib64 libx32; do\n"
+        "  if [ -e /usr/$d ] && [ ! -e /$d ]; then $bb ln -s usr/$d /$d; fi\n"
+        "done\n"
+        "if [ ! -e /etc/.fake-nixos ]; then\n"
+        "  id=$($bb cat /etc/machine-id); name=$($bb cat /etc/hostname)\n"
+        /* What nspawn mounted there (localtime, resolv.conf) cannot be replaced: fine. */
+        "  $bb cp -af " FAKE_ETC "/. /etc/ 2>/dev/null; [ -s /etc/passwd ] || exit 1\n"
+        "  echo \"$id\" > /etc/machine-id; echo \"$name\" > /etc/hostname; : > /etc/fstab\n"
+        "  $bb rm -rf /etc/systemd/system/*.wants /etc/systemd/system/*.requires\n"
+        "  $bb mkdir -p /etc/systemd/system-generators\n"
+        "  $bb ln -sf /dev/null /etc/systemd/system-generators/systemd-getty-generator\n"
+        "  $bb ln -sf /dev/null /etc/systemd/system-generators/systemd-sysv-generator\n"
+        "  $bb touch /etc/.fake-nixos\n"
+        "fi\n"
+        "$bb mkdir -p /var/tmp /tmp /root /home\n"
+        "$bb chmod 1777 /tmp /var/tmp\n"
+        "$bb ln -sfn " FAKE_SYSTEM " /run/current-system\n"
+        "echo 'fake stage 2: starting systemd'\n"
+        "exec /usr/lib/systemd/systemd \"$@\"\n";
+
+static bool nix_created;
+
+static int fake_store_setup(void) {
+        char path[PATH_MAX];
+        _cleanup_close_ int in = -1, out = -1;
+        struct stat st;
+
+        if (stat("/bin/busybox", &st) < 0)
+                return -ENOENT;
+        if (mkdir("/nix", 0755) >= 0)
+                nix_created = true;
+        else if (errno != EEXIST)
+                return -errno;
+        /* Our mount namespace only: a real store on this host stays hidden and untouched. */
+        if (mount("tmpfs", "/nix", "tmpfs", 0, "mode=0755") < 0)
+                return -errno;
+        if (mkdir("/nix/store", 0755) < 0 || mkdir(FAKE_BUSYBOX, 0755) < 0 || mkdir(FAKE_BUSYBOX "/bin", 0755) < 0 ||
+            mkdir(FAKE_USR, 0755) < 0 || mkdir(FAKE_ETC, 0755) < 0 || mkdir(FAKE_SYSTEM, 0755) < 0)
+                return -errno;
+        in = open("/bin/busybox", O_RDONLY | O_CLOEXEC);
+        out = open(FAKE_BUSYBOX "/bin/busybox", O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+        if (in < 0 || out < 0 || sendfile(out, in, NULL, st.st_size) != st.st_size)
+                return -errno;
+        if (mount("/usr", FAKE_USR, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, FAKE_USR, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0 ||
+            mount("/etc", FAKE_ETC, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, FAKE_ETC, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+                return -errno;
+        snprintf(path, sizeof path, "%s/init", FAKE_SYSTEM);
+        if (write_file(path, fake_init) < 0 || chmod(path, 0755) < 0)
+                return -errno;
+        return 0;
+}
+
+static void fake_store_teardown(void) {
+        (void) umount2("/nix", MNT_DETACH);
+        if (nix_created && rmdir("/nix") < 0)
+                note("cannot remove /nix: %m");
+}
+
+static void test_nixos(void) {
+        static const HostImageFile files[] = {
+                { .path = "/root/given", .content = "given to the NixOS node\n", .len = 24 },
+        };
+        ContainerConfig cfg = {
+                .name = "fakenix", .system = FAKE_SYSTEM, .files = files, .n_files = 1, .boot_timeout_usec = 60 * SEC,
+        };
+        Node *n;
+        int r = fake_store_setup();
+        uint64_t t0;
+
+        if (r == -ENOENT) {
+                note("skipping the NixOS system test: no static /bin/busybox (apt-get install busybox-static)");
+                fake_store_teardown();
+                return;
+        }
+        if (!check(r >= 0, "nixos: a fake /nix/store on a tmpfs of our own (%s)", strerror(-r)))
+                goto out;
+        n = node_new(&cfg);
+        if (!n)
+                goto out;
+        bool ok = node_start(n) >= 0 && node_wait_ready(n, 60);
+        if (!check(ok, "nixos: a fake NixOS system boots to READY with <system>/init as its init (%.3f s)",
+                   (n->ready_at - n->started) / 1e6)) {
+                note("console: %s", n->console ?: "");
+                node_free(n);
+                goto out;
+        }
+        check(n->console && strstr(n->console, "fake stage 2: pid 1, args systemd.status_unit_format=name systemd.show_status=error\n"),
+              "nixos: the system's init ran as PID 1 with the init arguments");
+        check(output_is(n, "readlink /proc/1/exe; readlink /run/current-system",
+                        "/usr/lib/systemd/systemd\n" FAKE_SYSTEM "\n"),
+              "nixos: its stage 2 handed over to systemd");
+        check(output_is(n, "test -x " FAKE_SYSTEM "/init && touch /nix/store/x 2>/dev/null || echo read-only",
+                        "read-only\n"),
+              "nixos: /nix/store is there, read-only");
+        check(output_is(n, "cat /root/given; hostname", "given to the NixOS node\nfakenix\n"),
+              "nixos: the node's files are in place, the host name is the node's");
+        {
+                _cleanup_free_ char *id = succeed(n, "cat /etc/machine-id");
+                const char *want = container_machine_id(n->c);
+                check(id && want && strncmp(id, want, 32) == 0, "nixos: the machine id is the node's (%.32s)", id ?: "?");
+        }
+        check(output_is(n, "systemctl is-system-running --wait", "running\n"), "nixos: the system is running");
+        free(succeed(n, "echo kept > /root/marker"));
+        {
+                _cleanup_free_ char *boot = boot_id_of(n);
+                char dir[PATH_MAX + 64];
+                bool seen = wait_journal(n, 0, "\nsystemd[1]: Startup finished in ", 5);
+                check(seen && count_in(n->journal, 0, n->journal_len, "]: Journal started\n") == 1,
+                      "nixos: its volatile journal (no /var/log/journal) is followed (%u lines)", n->n_journal);
+                /* Made persistent while followed: journald moves what it has to /var/log/journal. */
+                snprintf(dir, sizeof dir, "%s/fakenix/root/var/log/journal", tmp_dir);
+                free(succeed(n, "logger -t fakenix-test before; mkdir -p /var/log/journal && journalctl --flush && "
+                                "sleep 1.2 && logger -t fakenix-test after"));
+                check(wait_journal(n, 0, "]: after\n", 5) && boot && same_as_journalctl(n, 0, dir, boot),
+                      "nixos: the journal moved to /var/log/journal: our lines are still journalctl's, none twice");
+        }
+
+        n->ready_called = false;
+        t0 = now_usec();
+        ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60) && !n->exited;
+        check(ok, "nixos: reboot, READY again in %.2f s", (now_usec() - t0) / 1e6);
+        check(ok && output_is(n, "cat /root/marker; test -e /etc/.fake-nixos && echo etc-kept", "kept\netc-kept\n"),
+              "nixos: the root tree is kept across the reboot");
+        t0 = now_usec();
+        ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 30);
+        check(ok && n->exit_status == 0, "nixos: shutdown, status %d in %.2f s", n->exit_status, (now_usec() - t0) / 1e6);
+        node_free(n);
+
+        {
+                char *services[] = { (char *) "nginx", NULL };
+                ContainerConfig bad = { .name = "nixsvc", .system = FAKE_SYSTEM, .services = services };
+                n = node_new(&bad);
+                if (n) {
+                        ok = node_start(n) >= 0 && run_until(&n->ready_called, 5);
+                        check(ok && n->ready_error == -EINVAL && n->ready_message &&
+                                      strstr(n->ready_message, "systemd.services.nginx.wantedBy"),
+                              "nixos: services are refused, pointing to the configuration");
+                        node_free(n);
+                }
+        }
+        {
+                ContainerConfig bad = { .name = "nixmissing", .system = "/nix/store/44444444444444444444444444444444-nixos-system-none" };
+                n = node_new(&bad);
+                if (n) {
+                        ok = node_start(n) >= 0 && run_until(&n->ready_called, 5);
+                        check(ok && n->ready_error < 0 && n->ready_message && strstr(n->ready_message, "is not a directory"),
+                              "nixos: a system path that does not exist: %s", n->ready_message ?: "");
+                        node_free(n);
+                }
+        }
+out:
+        fake_store_teardown();
+        check(!nix_created || access("/nix", F_OK) < 0, "nixos: the fake /nix is gone");
+}
+
 static void test_preflight(void) {
         _cleanup_free_ char *m = NULL;
         int r = container_preflight(4, &m);
@@ -932,10 +1709,17 @@ static int run_tests(void) {
         TEST(bad_file);
         TEST(parallel);
         TEST(ready_median);
+        TEST(script);
+        TEST(script_failures);
+        TEST(nixos);
+        TEST(journal);
+        TEST(journal_free);
+        TEST(journal_boot_cost);
 
         run_for(0.2);
         check(count_processes(true) == 1, "nothing we started survives (%u processes in our PID namespace)",
               count_processes(false));
+        hostimage_free(script_image);
         check(count_mounts_under(tmp_dir) == 0, "no mount under %s survives", tmp_dir);
         check(count_fds() == n_fds, "no file descriptor leaked (%u open, %u at the start)", count_fds(), n_fds);
         nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);

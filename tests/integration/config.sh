@@ -1,0 +1,70 @@
+#!/bin/sh
+# config.sh: a NixOS-style --config file whose container comes from a run-<name>-nspawn start
+# script (a stand-in for nixpkgs' launcher: it builds its own root and runs systemd-nspawn, which
+# reports to $NOTIFY_SOCKET). Checks the run, the `machine` alias, the start script's
+# environment, config errors, and that nothing is left behind.
+set -u
+moonrig=${MOONRIG:-./moonrig}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok() { echo "ok - $1"; pass=$((pass+1)); }
+not_ok() { echo "not ok - $1"; fail=$((fail+1)); }
+
+cat > "$tmp/run-cfgnode-nspawn" <<'SH'
+#!/bin/sh
+set -e
+root="$RUN_NSPAWN_ROOT_DIR/root"
+mkdir -p "$root/usr"
+echo "launcher: starting in $(pwd)"
+env | sort > "$RUN_NSPAWN_SHARED_DIR/launcher-env"
+exec unshare --mount --propagation private sh -c '
+  mount --bind /usr "$1/usr" && mount -o remount,bind,ro "$1/usr"
+  exec systemd-nspawn --quiet --notify-ready=yes --keep-unit --register=no --boot --volatile=yes \
+    --overlay=/etc::/etc --overlay=/var::/var -D "$1" --machine=cfgnode --private-network \
+    --link-journal=no --console=read-only --bind="$2:/tmp/shared"' sh "$root" "$RUN_NSPAWN_SHARED_DIR"
+SH
+chmod +x "$tmp/run-cfgnode-nspawn"
+cat > "$tmp/t.lua" <<'LUA'
+expect.eq(#nodes, 1)
+cfgnode:wait_for_unit("multi-user.target")
+expect.eq(cfgnode:succeed("echo hi"), "hi\n")
+expect.eq(machine:succeed("echo via-machine"), "via-machine\n")
+local env = cfgnode:succeed("cat /tmp/shared/launcher-env")
+expect.match(env, "RUN_NSPAWN_ROOT_DIR=[^\n]*/vm%-state%-cfgnode\n")
+expect.match(env, "NOTIFY_SOCKET=")
+expect.falsy(env:match("\nHOME="), "the start script gets a minimal environment")
+LUA
+cat > "$tmp/config.json" <<JSON
+{"containers": {"cfgnode": {"name": "cfgnode", "start_script": "$tmp/run-cfgnode-nspawn"}},
+ "vms": {}, "vlans": [], "global_timeout": 120, "test_script": "$tmp/t.lua"}
+JSON
+
+NO_COLOR=1 "$moonrig" --config "$tmp/config.json" >"$tmp/log" 2>&1
+st=$?
+if [ $st = 0 ]; then ok "a config's start-script container boots and runs commands"; else not_ok "the config run exited $st"; sed 's/^/#   /' "$tmp/log" | tail -20; fi
+grep -q "using \`machine\` is deprecated: the only machine is called cfgnode" "$tmp/log" \
+  && ok "machine is the only machine, with a warning" || not_ok "no machine warning"
+grep -q "^cfgnode # launcher: starting in .*/vm-state-cfgnode" "$tmp/log" \
+  && ok "the start script runs in its state directory and its output is logged" || not_ok "no launcher line"
+grep -q "^cfgnode # .*systemd\[1\]: .*Reached target" "$tmp/log" \
+  && ok "the node's journal is logged" || not_ok "no journal line"
+if pgrep -f 'systemd-nspawn.*cfgnode' >/dev/null || grep -q vm-state-cfgnode /proc/mounts; then
+  not_ok "a process or mount survived"; else ok "nothing left behind"; fi
+
+printf '{"containers": {"x": {"name": "x"' > "$tmp/bad.json"
+"$moonrig" --config "$tmp/bad.json" >"$tmp/log" 2>&1
+st=$?
+[ $st = 2 ] && grep -q "bad.json" "$tmp/log" && ok "a malformed config: exit 2 naming the file" \
+  || not_ok "malformed config: exit $st"
+
+cat > "$tmp/vm.json" <<JSON
+{"vms": {"v": {"name": "v", "start_script": "/nonexistent/bin/run-v-vm"}}, "vlans": [],
+ "global_timeout": 60, "test_script": "$tmp/t.lua"}
+JSON
+"$moonrig" --config "$tmp/vm.json" >"$tmp/log" 2>&1
+st=$?
+[ $st = 2 ] && grep -q "machine v: virtual machines" "$tmp/log" && ok "a VM in the config: a clear error, exit 2" \
+  || { not_ok "VM config: exit $st"; cat "$tmp/log"; }
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
