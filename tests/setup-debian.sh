@@ -9,7 +9,7 @@ apt-get install -y -q --no-install-recommends \
   liblua5.4-dev libsystemd-dev libnl-3-dev libnl-route-3-dev libcmocka-dev \
   libjansson-dev libedit-dev libxml2-utils \
   systemd systemd-container dbus iproute2 iputils-ping netcat-openbsd curl hello nginx time \
-  qemu-system-x86 busybox-static cpio socat >/dev/null
+  qemu-system-x86 busybox-static cpio socat debootstrap >/dev/null
 autoreconf -fi >/dev/null 2>&1
 mkdir -p build
 cd build
