@@ -1,6 +1,7 @@
-/* sandbox.c: the namespaces a run lives in. The child is PID 1 of a new PID namespace and has
- * PR_SET_PDEATHSIG: if the parent is killed, the kernel kills every process of the run, and the
- * mount and network namespaces vanish with them. */
+/* sandbox.c: the namespaces a run lives in. A stub init is PID 1 of a new PID namespace and moonrig
+ * runs as its child: the init reaps the orphans the kernel hands it, which moonrig's own waits never
+ * see. PR_SET_PDEATHSIG: if the outer parent is killed, the init dies, the kernel kills every
+ * process of the run, and the mount and network namespaces vanish with them. */
 #define _GNU_SOURCE
 #include "sandbox.h"
 
@@ -37,19 +38,32 @@ static int loopback_up(void) {
         return 0;
 }
 
-static void noop_handler(int sig) {
-        (void) sig;
+static int mount_run_state(void) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+                return -errno;
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                return -errno;
+        /* The run's state (node roots, sockets, the shared directory) lives on a tmpfs of this
+         * namespace: it goes when the run goes, however it ends. */
+        if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                return -errno;
+        return 0;
 }
 
-static _Noreturn void relay(pid_t child, const sigset_t *mask) {
+/* Wait for `child`, reaping every other child on the way, pass on the signals in `mask` (blocked)
+ * and exit with the child's status. Both processes above moonrig run this: the outer parent, whose
+ * only child is the init, and the init, whose other children are orphans: processes whose parent
+ * died, reparented to the init of their PID namespace, and zombies until it reaps them. One such
+ * zombie inside a container's PID namespace too would keep that container's init from finishing
+ * its exit. moonrig's own children stay moonrig's, so no exit status it waits for is taken. */
+static _Noreturn void supervise(pid_t child, const sigset_t *mask) {
         for (;;) {
                 int status;
-                pid_t p = waitpid(child, &status, WNOHANG);
-                if (p == child) {
-                        if (WIFEXITED(status))
-                                _exit(WEXITSTATUS(status));
-                        _exit(128 + WTERMSIG(status));
-                }
+                pid_t p;
+
+                while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+                        if (p == child)
+                                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
                 siginfo_t si;
                 int sig = sigwaitinfo(mask, &si);
                 if (sig < 0 || sig == SIGCHLD)
@@ -64,7 +78,8 @@ static _Noreturn void relay(pid_t child, const sigset_t *mask) {
 int sandbox_enter(void) {
         static const int relayed[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD };
         sigset_t mask, old;
-        int alive[2];
+        int alive[2], r;
+        pid_t child;
 
         if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET) < 0)
                 return -errno;
@@ -77,14 +92,16 @@ int sandbox_enter(void) {
                 sigaddset(&mask, relayed[i]);
         sigprocmask(SIG_BLOCK, &mask, &old);
 
-        pid_t child = fork();
+        child = fork();
         if (child < 0)
                 return -errno;
         if (child > 0) {
                 close(alive[0]);
-                relay(child, &mask);
+                supervise(child, &mask);
         }
 
+        /* PID 1 of the new namespace. It only receives the signals it has a handler for, or keeps
+         * blocked as here; sigwaitinfo() takes them. */
         close(alive[1]);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(1);
@@ -92,24 +109,27 @@ int sandbox_enter(void) {
         struct pollfd pfd = { .fd = alive[0], .events = POLLIN };
         if (poll(&pfd, 1, 0) != 0)
                 _exit(1);
+        close(alive[0]);
 
-        /* PID 1 only receives signals it has a handler for; sd-event reads them from a
-         * signalfd while they stay blocked. */
-        struct sigaction sa = { .sa_handler = noop_handler };
-        for (size_t i = 0; i < ELEMENTSOF(relayed); i++)
-                if (relayed[i] != SIGCHLD)
-                        sigaction(relayed[i], &sa, NULL);
+        /* Set up here, so a failure is reported by the process that will exit with it. */
+        r = mount_run_state();
+        if (r >= 0)
+                r = loopback_up();
+        if (r >= 0) {
+                /* moonrig goes on as PID 2, an ordinary process: signals act on it as they do
+                 * outside the sandbox, and the runtime reads them from a signalfd once it blocks
+                 * them. */
+                child = fork();
+                if (child < 0)
+                        r = -errno;
+                else if (child > 0) {
+                        /* Keep no copy of what moonrig opened: a pipe must see EOF when moonrig
+                         * closes it. */
+                        (void) close_range(3, ~0U, 0);
+                        supervise(child, &mask);
+                }
+        }
         sigprocmask(SIG_SETMASK, &old, NULL);
-
-        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-                return -errno;
-        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-                return -errno;
-        /* The run's state (node roots, sockets, the shared directory) lives on a tmpfs of this
-         * namespace: it goes when the run goes, however it ends. */
-        if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
-                return -errno;
-        int r = loopback_up();
         if (r < 0)
                 return r;
         active = 1;

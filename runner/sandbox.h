@@ -2,10 +2,12 @@
  * starts dies with it, even when it is SIGKILLed. */
 #pragma once
 
-/* Forks. Returns 0 in the child, which is PID 1 of a new PID namespace with a private mount
- * namespace (fresh /proc) and a new network namespace with lo up. The parent never returns:
- * it relays signals to the child and exits with the child's status. Negative errno when the
- * namespaces cannot be made (then nothing was forked). */
+/* Forks twice. Returns 0 in the grandchild, PID 2 of a new PID namespace with a private mount
+ * namespace (fresh /proc, a tmpfs on /run) and a new network namespace with lo up. PID 1 there
+ * reaps the orphans of the run, so moonrig reaps only the processes it started. The two
+ * processes above never return: they relay signals down and exit with moonrig's status.
+ * Negative errno when the namespaces cannot be made (then the caller may be PID 1, with no
+ * moonrig below it: it should report and exit). */
 int sandbox_enter(void);
 
 /* True when sandbox_enter() succeeded in this process. */

@@ -105,6 +105,19 @@ static bool isempty(const char *s) {
         return !s || !*s;
 }
 
+static int strf(char **ret, const char *fmt, ...) _printf_(2, 3);
+static int strf(char **ret, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(ret, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                *ret = NULL;
+        return r < 0 ? -ENOMEM : 0;
+}
+
 static void units_unrefp(Units **u) {
         units_unref(*u);
 }
@@ -164,16 +177,39 @@ static int op_fail_later(Op *op, int error, const char *message) {
         return 0;
 }
 
-static int op_fail_laterf(Op *op, int error, const char *fmt, ...) _printf_(3, 4);
-static int op_fail_laterf(Op *op, int error, const char *fmt, ...) {
+/* The unit's name as the manager spells it, and its object path. 1: go on; 0: the name is bad and
+ * the op fails from the loop; negative errno. */
+static int op_name_unit(Op *op, const char *unit, char **ret_name, char **ret_path) {
+        _cleanup_free_ char *err = NULL;
+        int r = unitname_normalize(unit, ret_name, &err);
+
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return op_fail_later(op, r, err);
+        return unitname_to_object_path(*ret_name, ret_path) < 0 ? -ENOMEM : 1;
+}
+
+/* Call the manager for the op about `unit`; if the connection is gone, or the call cannot be
+ * made, the op fails from the loop. */
+static int op_call(Op *op, const char *unit, const char *path, const char *interface, const char *member,
+                   sd_bus_message_handler_t cb, const char *types, ...) {
+        Units *u = op->units;
         _cleanup_free_ char *m = NULL;
         va_list ap;
+        int r;
 
-        va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
+        if (u->dead)
+                return op_fail_later(op, u->dead, u->gone_message);
+        va_start(ap, types);
+        r = sd_bus_call_method_asyncv(u->bus, &op->call, SD_DEST, path, interface, member, cb, op, types, ap);
         va_end(ap);
-        return op_fail_later(op, error, m);
+        if (r >= 0)
+                return 0;
+        if (sd_bus_is_open(u->bus) <= 0)
+                return op_fail_later(op, -ECONNRESET, u->gone_message);
+        (void) strf(&m, "unit \"%s\": cannot ask the container's systemd: %s", unit, strerror(-r));
+        return op_fail_later(op, r, m);
 }
 
 static void units_fail_all(Units *u, int error, const char *message) {
@@ -247,12 +283,13 @@ static void dispatch_waits(Units *u, wait_pred pred, const void *arg, const char
         }
 }
 
+/* A wait whose unit name was bad has no name, id or path: it only waits for its failure. */
 static bool pred_path(UnitsWait *w, const void *arg) {
-        return streq(w->path, arg);
+        return streq_ptr(w->path, arg);
 }
 
 static bool pred_unit(UnitsWait *w, const void *arg) {
-        return streq(w->id, arg) || streq(w->name, arg);
+        return streq_ptr(w->id, arg) || streq_ptr(w->name, arg);
 }
 
 static bool pred_job_removed(UnitsWait *w, const void *arg) {
@@ -649,15 +686,21 @@ bool units_is_connected(Units *u) {
         return u && !u->dead && !u->closing && u->bus && sd_bus_is_open(u->bus) > 0;
 }
 
-/* The message for an error reply: names the unit and what the manager said. */
-static char *call_error_message(const char *unit, sd_bus_message *m) {
+/* The reply to the op's call is in: true if it is an error, and the op has ended, named after
+ * `unit` and what the manager said. */
+static bool op_reply_failed(Op *op, const char *unit, sd_bus_message *m) {
         const sd_bus_error *e = sd_bus_message_get_error(m);
-        char *s;
+        _cleanup_free_ char *msg = NULL;
 
-        if (asprintf(&s, "unit \"%s\": the container's systemd answered: %s", unit,
-                     e && e->message ? e->message : e && e->name ? e->name : "unknown error") < 0)
-                return NULL;
-        return s;
+        op->call = sd_bus_slot_unref(op->call);
+        if (!sd_bus_message_is_method_error(m, NULL))
+                return false;
+        if (units_check_lost(op->units))
+                return true;
+        (void) strf(&msg, "unit \"%s\": the container's systemd answered: %s", unit,
+                    e && e->message ? e->message : e && e->name ? e->name : "unknown error");
+        op->finish(op, reply_errno(m), msg);
+        return true;
 }
 
 /* ---- waits ---- */
@@ -783,16 +826,8 @@ static int on_wait_njobs(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         uint32_t n;
         (void) ret_error;
 
-        w->op.call = sd_bus_slot_unref(w->op.call);
-        if (sd_bus_message_is_method_error(m, NULL)) {
-                _cleanup_free_ char *msg = NULL;
-
-                if (units_check_lost(w->op.units))
-                        return 0;
-                msg = call_error_message(w->name, m);
-                wait_finish(&w->op, reply_errno(m), msg);
+        if (op_reply_failed(&w->op, w->name, m))
                 return 0;
-        }
         if (sd_bus_message_read(m, "v", "u", &n) < 0) {
                 wait_finishf(w, -EBADMSG, "unit \"%s\": the container's systemd sent an unreadable NJobs", w->name);
                 return 0;
@@ -868,16 +903,8 @@ static int on_wait_getall(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         int r;
         (void) ret_error;
 
-        w->op.call = sd_bus_slot_unref(w->op.call);
-        if (sd_bus_message_is_method_error(m, NULL)) {
-                _cleanup_free_ char *msg = NULL;
-
-                if (units_check_lost(w->op.units))
-                        return 0;
-                msg = call_error_message(w->name, m);
-                wait_finish(&w->op, reply_errno(m), msg);
+        if (op_reply_failed(&w->op, w->name, m))
                 return 0;
-        }
         r = read_unit_state(m, w, &active, &job);
         if (r < 0 || !active) {
                 wait_finishf(w, r < 0 ? r : -EBADMSG,
@@ -938,16 +965,8 @@ static int on_wait_loaded(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         const char *path;
         (void) ret_error;
 
-        w->op.call = sd_bus_slot_unref(w->op.call);
-        if (sd_bus_message_is_method_error(m, NULL)) {
-                _cleanup_free_ char *msg = NULL;
-
-                if (units_check_lost(w->op.units))
-                        return 0;
-                msg = call_error_message(w->name, m);
-                wait_finish(&w->op, reply_errno(m), msg);
+        if (op_reply_failed(&w->op, w->name, m))
                 return 0;
-        }
         if (sd_bus_message_read(m, "o", &path) < 0) {
                 wait_finishf(w, -EBADMSG, "unit \"%s\": the container's systemd sent an unreadable LoadUnit reply",
                              w->name);
@@ -970,7 +989,6 @@ static int on_wait_loaded(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
 }
 
 int units_wait_active(Units *u, const char *unit, units_wait_fn cb, void *userdata, UnitsWait **ret) {
-        _cleanup_free_ char *err = NULL;
         UnitsWait *w;
         int r;
 
@@ -987,44 +1005,18 @@ int units_wait_active(Units *u, const char *unit, units_wait_fn cb, void *userda
         w->userdata = userdata;
         op_link(u, &w->op);
 
-        r = unitname_normalize(unit, &w->name, &err);
-        if (r == -ENOMEM)
-                goto fail;
-        if (r < 0) {
-                r = op_fail_later(&w->op, r, err);
-                if (r < 0)
-                        goto fail;
-                goto out;
-        }
-        w->id = strdup(w->name);
-        if (!w->id || unitname_to_object_path(w->name, &w->path) < 0) {
+        r = op_name_unit(&w->op, unit, &w->name, &w->path);
+        if (r > 0 && !(w->id = strdup(w->name)))
                 r = -ENOMEM;
-                goto fail;
-        }
-        if (u->dead) {
-                r = op_fail_later(&w->op, u->dead, u->gone_message);
-                if (r < 0)
-                        goto fail;
-                goto out;
-        }
-        r = sd_bus_call_method_async(u->bus, &w->op.call, SD_DEST, SD_PATH, SD_MANAGER, "LoadUnit", on_wait_loaded,
-                                     w, "s", w->name);
+        if (r > 0)
+                r = op_call(&w->op, w->name, SD_PATH, SD_MANAGER, "LoadUnit", on_wait_loaded, "s", w->name);
         if (r < 0) {
-                if (sd_bus_is_open(u->bus) <= 0)
-                        r = op_fail_later(&w->op, -ECONNRESET, u->gone_message);
-                else
-                        r = op_fail_laterf(&w->op, r, "unit \"%s\": cannot ask the container's systemd: %s",
-                                           w->name, strerror(-r));
-                if (r < 0)
-                        goto fail;
+                wait_free(w);
+                return r;
         }
-out:
         if (ret)
                 *ret = w;
         return 0;
-fail:
-        wait_free(w);
-        return r;
 }
 
 void units_wait_cancel(UnitsWait *w) {
@@ -1095,12 +1087,6 @@ static int buf_add(Buf *b, const char *piece) {
         memcpy(b->s + b->n, piece, k + 1);
         b->n += k;
         return 0;
-}
-
-static bool endswith(const char *s, const char *suffix) {
-        size_t a = strlen(s), b = strlen(suffix);
-
-        return a >= b && streq(s + a - b, suffix);
 }
 
 #define USEC_PER_SEC 1000000ULL
@@ -1247,15 +1233,6 @@ static const char *sigchld_code(int code) {
         }
 }
 
-static bool name_in(const char *name, const char *const *set) {
-        for (; *set; set++)
-                if (streq(name, *set))
-                        return true;
-        return false;
-}
-
-#define NAME_IN(name, ...) name_in(name, (const char *const[]) { __VA_ARGS__, NULL })
-
 static const struct {
         unsigned long flag;
         const char *name;
@@ -1314,304 +1291,6 @@ static char *capability_set_to_string(uint64_t set) {
         return b.s ? b.s : strdup("");
 }
 
-static int format_u64(Lines *l, const char *name, uint64_t u) {
-        char buf[128];
-
-        if (endswith(name, "Timestamp") ||
-            NAME_IN(name, "NextElapseUSecRealtime", "LastTriggerUSec", "TimeUSec", "RTCTimeUSec"))
-                return lines_add(l, name, format_timestamp(buf, sizeof buf, u));
-        if (strstr(name, "USec")) {
-                format_timespan(buf, sizeof buf, u);
-                return lines_add(l, name, buf);
-        }
-        if (streq(name, "CoredumpFilter"))
-                return lines_addf(l, name, "0x%" PRIx64, u);
-        if (streq(name, "RestrictNamespaces")) {
-                _cleanup_free_ char *s = NULL;
-
-                if ((u & NAMESPACE_FLAGS_ALL) == 0)
-                        return lines_add(l, name, "yes");
-                if ((u & NAMESPACE_FLAGS_ALL) == NAMESPACE_FLAGS_ALL)
-                        return lines_add(l, name, "no");
-                s = namespace_flags_to_string(u);
-                return s ? lines_add(l, name, s) : -ENOMEM;
-        }
-        if (streq(name, "MountFlags"))
-                return lines_add(l, name, u == MS_SHARED ? "shared" : u == MS_SLAVE ? "slave" :
-                                          u == MS_PRIVATE ? "private" : NULL);
-        if (NAME_IN(name, "CapabilityBoundingSet", "AmbientCapabilities")) {
-                _cleanup_free_ char *s = capability_set_to_string(u);
-
-                return s ? lines_add(l, name, s) : -ENOMEM;
-        }
-        if ((NAME_IN(name, "CPUWeight", "StartupCPUWeight", "IOWeight", "StartupIOWeight", "CPUShares",
-                     "StartupCPUShares", "BlockIOWeight", "StartupBlockIOWeight") && u == UINT64_MAX))
-                return lines_add(l, name, "[not set]");
-        if ((NAME_IN(name, "MemoryCurrent", "MemoryAvailable", "TasksCurrent") && u == UINT64_MAX) ||
-            (startswith(name, "Memory") && (endswith(name, "Current") || endswith(name, "Peak")) &&
-             u == UINT64_MAX) ||
-            (startswith(name, "IO") && (endswith(name, "Bytes") || endswith(name, "Operations")) &&
-             u == UINT64_MAX) ||
-            (endswith(name, "NSec") && u == UINT64_MAX))
-                return lines_add(l, name, "[not set]");
-        if (((endswith(name, "MemoryLow") || endswith(name, "MemoryMin") || endswith(name, "MemoryHigh") ||
-              endswith(name, "MemoryMax") || endswith(name, "MemorySwapMax") || endswith(name, "MemoryLimit")) &&
-             u == UINT64_MAX) ||
-            (endswith(name, "TasksMax") && u == UINT64_MAX) || (startswith(name, "Limit") && u == UINT64_MAX) ||
-            (startswith(name, "DefaultLimit") && u == UINT64_MAX))
-                return lines_add(l, name, "infinity");
-        if (NAME_IN(name, "IPIngressBytes", "IPIngressPackets", "IPEgressBytes", "IPEgressPackets") &&
-            u == UINT64_MAX)
-                return lines_add(l, name, "[no data]");
-        return lines_addf(l, name, "%" PRIu64, u);
-}
-
-/* "0-3 6" from a CPU or NUMA node bit mask. */
-static int format_cpu_set(Lines *l, const char *name, const uint8_t *a, size_t n) {
-        Buf b = {};
-        int r = 0;
-
-        for (size_t i = 0; i < n * 8 && r >= 0; i++) {
-                char piece[48];
-                size_t j;
-
-                if (!(a[i / 8] & (1u << (i % 8))))
-                        continue;
-                for (j = i; j + 1 < n * 8 && (a[(j + 1) / 8] & (1u << ((j + 1) % 8))); j++)
-                        ;
-                if (j > i)
-                        snprintf(piece, sizeof piece, "%zu-%zu", i, j);
-                else
-                        snprintf(piece, sizeof piece, "%zu", i);
-                r = buf_add(&b, piece);
-                i = j;
-        }
-        if (r >= 0)
-                r = lines_add(l, name, b.s);
-        free(b.s);
-        return r;
-}
-
-static int format_exec(Lines *l, const char *name, sd_bus_message *m) {
-        bool ex = endswith(name, "Ex");
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', ex ? "(sasasttttuii)" : "(sasbttttuii)");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(m, 'r', ex ? "sasasttttuii" : "sasbttttuii")) > 0) {
-                _cleanup_strv_free_ char **argv = NULL, **flags = NULL;
-                const char *path;
-                int ignore = 0, code, status;
-                uint64_t start, start_mono, exit_, exit_mono;
-                uint32_t pid;
-                char t1[64], t2[64], sig[32];
-                Buf args = {}, fl = {};
-                const char *ts1, *ts2;
-
-                r = sd_bus_message_read(m, "s", &path);
-                if (r >= 0)
-                        r = sd_bus_message_read_strv(m, &argv);
-                if (r >= 0 && ex)
-                        r = sd_bus_message_read_strv(m, &flags);
-                else if (r >= 0)
-                        r = sd_bus_message_read(m, "b", &ignore);
-                if (r >= 0)
-                        r = sd_bus_message_read(m, "ttttuii", &start, &start_mono, &exit_, &exit_mono, &pid, &code,
-                                                &status);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-
-                for (char **a = argv; a && *a && r >= 0; a++)
-                        r = buf_add(&args, *a);
-                for (char **a = flags; a && *a && r >= 0; a++)
-                        r = buf_add(&fl, *a);
-                ts1 = format_timestamp(t1, sizeof t1, start);
-                ts2 = format_timestamp(t2, sizeof t2, exit_);
-                /* systemctl passes a NULL code name to printf, which glibc prints as "(null)". */
-                if (r >= 0 && ex)
-                        r = lines_addf(l, name,
-                                       "{ path=%s ; argv[]=%s ; flags=%s ; start_time=[%s] ; stop_time=[%s] ; pid=%u ; "
-                                       "code=%s ; status=%i%s%s }",
-                                       path, args.s ? args.s : "", fl.s ? fl.s : "", ts1 ? ts1 : "n/a",
-                                       ts2 ? ts2 : "n/a", pid, sigchld_code(code) ? sigchld_code(code) : "(null)",
-                                       status, code == CLD_EXITED ? "" : "/",
-                                       code == CLD_EXITED ? "" : signal_name(status, sig, sizeof sig));
-                else if (r >= 0)
-                        r = lines_addf(l, name,
-                                       "{ path=%s ; argv[]=%s ; ignore_errors=%s ; start_time=[%s] ; stop_time=[%s] ; "
-                                       "pid=%u ; code=%s ; status=%i%s%s }",
-                                       path, args.s ? args.s : "", ignore ? "yes" : "no", ts1 ? ts1 : "n/a",
-                                       ts2 ? ts2 : "n/a", pid, sigchld_code(code) ? sigchld_code(code) : "(null)",
-                                       status, code == CLD_EXITED ? "" : "/",
-                                       code == CLD_EXITED ? "" : signal_name(status, sig, sizeof sig));
-                free(args.s);
-                free(fl.s);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(m);
-}
-
-/* A list of (string, string) pairs, each its own line, as `fmt` with the two swapped or not. */
-static int format_pairs(Lines *l, const char *name, sd_bus_message *m, const char *fmt, bool swap) {
-        const char *a, *b;
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', "(ss)");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read(m, "(ss)", &a, &b)) > 0) {
-                r = swap ? lines_addf(l, name, fmt, b, a) : lines_addf(l, name, fmt, a, b);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(m);
-}
-
-static int format_path_numbers(Lines *l, const char *name, sd_bus_message *m, bool timespan) {
-        const char *path;
-        uint64_t v;
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', "(st)");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read(m, "(st)", &path, &v)) > 0) {
-                char buf[128];
-
-                if (timespan)
-                        format_timespan(buf, sizeof buf, v);
-                else
-                        snprintf(buf, sizeof buf, "%" PRIu64, v);
-                r = lines_addf(l, name, "%s %s", path, buf);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(m);
-}
-
-/* Properties made of structures that systemctl prints its own way. 1: printed, 0: not one of
- * them (nothing read). */
-static int format_struct_property(Lines *l, const char *name, const char *contents, sd_bus_message *m) {
-        int r;
-
-        if (streq(name, "Job") && streq(contents, "uo")) {
-                uint32_t id;
-
-                r = sd_bus_message_read(m, "(uo)", &id, NULL);
-                if (r < 0)
-                        return r;
-                r = id > 0 ? lines_addf(l, name, "%" PRIu32, id) : lines_add(l, name, NULL);
-                return r < 0 ? r : 1;
-        }
-        if (streq(name, "Unit") && streq(contents, "so")) {
-                const char *s;
-
-                r = sd_bus_message_read(m, "(so)", &s, NULL);
-                if (r >= 0)
-                        r = lines_add(l, name, s);
-                return r < 0 ? r : 1;
-        }
-        if (streq(name, "LoadError") && streq(contents, "ss")) {
-                const char *a, *b;
-
-                r = sd_bus_message_read(m, "(ss)", &a, &b);
-                if (r < 0)
-                        return r;
-                if (isempty(a) && isempty(b))
-                        r = lines_add(l, name, NULL);
-                else
-                        r = lines_addf(l, name, "%s \"%s\"", a, b);
-                return r < 0 ? r : 1;
-        }
-        if (NAME_IN(name, "SystemCallFilter", "SystemCallLog", "RestrictAddressFamilies", "RestrictFileSystems",
-                    "RestrictNetworkInterfaces") &&
-            streq(contents, "bas")) {
-                _cleanup_strv_free_ char **v = NULL;
-                int allow;
-                bool keep = l->show_empty;
-                Buf b = {};
-
-                r = sd_bus_message_enter_container(m, 'r', "bas");
-                if (r >= 0)
-                        r = sd_bus_message_read(m, "b", &allow);
-                if (r >= 0)
-                        r = sd_bus_message_read_strv(m, &v);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-                if (!l->show_empty && !allow && !(v && *v))
-                        return 1;
-                /* "~" marks a deny list and sticks to the first item; printed even when alone. */
-                for (char **i = v; i && *i && r >= 0; i++)
-                        r = buf_add(&b, *i);
-                if (r >= 0) {
-                        l->show_empty = true;
-                        r = lines_addf(l, name, "%s%s", allow ? "" : "~", b.s ? b.s : "");
-                        l->show_empty = keep;
-                }
-                free(b.s);
-                return r < 0 ? r : 1;
-        }
-        if (NAME_IN(name, "SELinuxContext", "AppArmorProfile", "SmackProcessLabel") && streq(contents, "bs")) {
-                const char *s;
-                int ignore;
-
-                r = sd_bus_message_read(m, "(bs)", &ignore, &s);
-                if (r < 0)
-                        return r;
-                if (isempty(s))
-                        r = lines_add(l, name, NULL);
-                else
-                        r = lines_addf(l, name, "%s%s", ignore ? "-" : "", s);
-                return r < 0 ? r : 1;
-        }
-        if (endswith(name, "ExitStatus") && streq(contents, "aiai")) {
-                const int32_t *st, *sg;
-                size_t nst, nsg;
-                Buf b = {};
-
-                r = sd_bus_message_enter_container(m, 'r', "aiai");
-                if (r >= 0)
-                        r = sd_bus_message_read_array(m, 'i', (const void **) &st, &nst);
-                if (r >= 0)
-                        r = sd_bus_message_read_array(m, 'i', (const void **) &sg, &nsg);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-                nst /= sizeof(int32_t);
-                nsg /= sizeof(int32_t);
-                for (size_t i = 0; i < nst && r >= 0; i++) {
-                        char piece[16];
-
-                        snprintf(piece, sizeof piece, "%" PRIi32, st[i]);
-                        r = buf_add(&b, piece);
-                }
-                for (size_t i = 0; i < nsg && r >= 0; i++) {
-                        char piece[32];
-
-                        r = buf_add(&b, signal_name(sg[i], piece, sizeof piece));
-                }
-                if (r >= 0)
-                        r = lines_add(l, name, b.s);
-                free(b.s);
-                return r < 0 ? r : 1;
-        }
-        return 0;
-}
-
 /* A journal field assignment as systemctl accepts it for LogExtraFields: KEY=value, KEY of at most
  * 64 of [A-Z0-9_] not starting with a digit or '_', and valid UTF-8 without NUL. */
 static bool log_extra_field_valid(const char *p, size_t sz) {
@@ -1640,370 +1319,655 @@ static bool log_extra_field_valid(const char *p, size_t sz) {
         return true;
 }
 
-static int format_array_property(Lines *l, const char *name, const char *contents, sd_bus_message *m) {
+/* ---- how systemctl prints each property ----
+ *
+ * A formatter gets the property's value: read already when it is of a basic type or an array of
+ * fixed-size ones, else the message stands at it. Array items get an item formatter each instead,
+ * which reads one item and gives its text, or NULL to leave it out. */
+
+typedef struct Value {
+        sd_bus_message *m;
+        union {
+                const char *str;
+                int boolean;
+                uint32_t u32;
+                int32_t i32;
+                uint64_t u64;
+                int64_t i64;
+                double dbl;
+        } basic;
+        const void *array;
+        size_t size; /* of the array, in bytes */
+} Value;
+
+static int read_value(sd_bus_message *m, const char *sig, Value *v) {
+        if (!sig[1])
+                return sd_bus_message_read_basic(m, sig[0], &v->basic);
+        if (sig[0] == 'a' && strchr("ybnqiuxtd", sig[1]) && !sig[2])
+                return sd_bus_message_read_array(m, sig[1], &v->array, &v->size);
+        return 0;
+}
+
+static int show_string(Lines *l, const char *name, const Value *v) {
+        return lines_add(l, name, strchr(v->basic.str, '\n') ? "[unprintable]" : v->basic.str);
+}
+
+static int show_bool(Lines *l, const char *name, const Value *v) {
+        return lines_add(l, name, v->basic.boolean ? "yes" : "no");
+}
+
+static int show_i64(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "%" PRIi64, v->basic.i64);
+}
+
+static int show_double(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "%g", v->basic.dbl);
+}
+
+static int show_u32(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "%" PRIu32, v->basic.u32);
+}
+
+static int show_octal(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "%04o", v->basic.u32);
+}
+
+static int show_id(Lines *l, const char *name, const Value *v) {
+        return v->basic.u32 == UINT32_MAX ? lines_add(l, name, "[not set]") : show_u32(l, name, v);
+}
+
+static int show_i32(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "%" PRIi32, v->basic.i32);
+}
+
+/* SuccessActionExitStatus and friends: -1 when unset, which only an explicit query shows. */
+static int show_exit_code(Lines *l, const char *name, const Value *v) {
+        if (v->basic.i32 >= 0 && v->basic.i32 <= 255)
+                return show_i32(l, name, v);
+        return l->show_empty ? lines_add(l, name, "[not set]") : 0;
+}
+
+static int show_numa_policy(Lines *l, const char *name, const Value *v) {
+        static const char *const policies[] = { "default", "preferred", "bind", "interleave", "local" };
+        int32_t i = v->basic.i32;
+
+        return lines_add(l, name, i >= 0 && (size_t) i < ELEMENTSOF(policies) ? policies[i] : "n/a");
+}
+
+static int show_u64(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "%" PRIu64, v->basic.u64);
+}
+
+/* A weight, a gauge or a counter that has no value (UINT64_MAX). */
+static int show_u64_unset(Lines *l, const char *name, const Value *v) {
+        return v->basic.u64 == UINT64_MAX ? lines_add(l, name, "[not set]") : show_u64(l, name, v);
+}
+
+static int show_u64_limit(Lines *l, const char *name, const Value *v) {
+        return v->basic.u64 == UINT64_MAX ? lines_add(l, name, "infinity") : show_u64(l, name, v);
+}
+
+/* IP accounting that is off. */
+static int show_u64_ip_counter(Lines *l, const char *name, const Value *v) {
+        return v->basic.u64 == UINT64_MAX ? lines_add(l, name, "[no data]") : show_u64(l, name, v);
+}
+
+static int show_hex(Lines *l, const char *name, const Value *v) {
+        return lines_addf(l, name, "0x%" PRIx64, v->basic.u64);
+}
+
+static int show_timestamp(Lines *l, const char *name, const Value *v) {
+        char buf[128];
+
+        return lines_add(l, name, format_timestamp(buf, sizeof buf, v->basic.u64));
+}
+
+static int show_timespan(Lines *l, const char *name, const Value *v) {
+        char buf[128];
+
+        format_timespan(buf, sizeof buf, v->basic.u64);
+        return lines_add(l, name, buf);
+}
+
+/* RestrictNamespaces: the namespaces allowed; all of them is "no" restriction, none "yes". */
+static int show_namespaces(Lines *l, const char *name, const Value *v) {
+        _cleanup_free_ char *s = NULL;
+        uint64_t u = v->basic.u64 & NAMESPACE_FLAGS_ALL;
+
+        if (u == 0)
+                return lines_add(l, name, "yes");
+        if (u == NAMESPACE_FLAGS_ALL)
+                return lines_add(l, name, "no");
+        s = namespace_flags_to_string(v->basic.u64);
+        return s ? lines_add(l, name, s) : -ENOMEM;
+}
+
+static int show_mount_flags(Lines *l, const char *name, const Value *v) {
+        uint64_t u = v->basic.u64;
+
+        return lines_add(l, name,
+                         u == MS_SHARED ? "shared" : u == MS_SLAVE ? "slave" : u == MS_PRIVATE ? "private" : NULL);
+}
+
+static int show_capabilities(Lines *l, const char *name, const Value *v) {
+        _cleanup_free_ char *s = capability_set_to_string(v->basic.u64);
+
+        return s ? lines_add(l, name, s) : -ENOMEM;
+}
+
+static int show_job(Lines *l, const char *name, const Value *v) {
+        uint32_t id;
+        int r = sd_bus_message_read(v->m, "(uo)", &id, NULL);
+
+        if (r < 0)
+                return r;
+        return id > 0 ? lines_addf(l, name, "%" PRIu32, id) : lines_add(l, name, NULL);
+}
+
+static int show_unit(Lines *l, const char *name, const Value *v) {
+        const char *s;
+        int r = sd_bus_message_read(v->m, "(so)", &s, NULL);
+
+        return r < 0 ? r : lines_add(l, name, s);
+}
+
+static int show_load_error(Lines *l, const char *name, const Value *v) {
+        const char *error, *message;
+        int r = sd_bus_message_read(v->m, "(ss)", &error, &message);
+
+        if (r < 0)
+                return r;
+        if (isempty(error) && isempty(message))
+                return lines_add(l, name, NULL);
+        return lines_addf(l, name, "%s \"%s\"", error, message);
+}
+
+/* SELinuxContext and the like: "-" marks a label whose failure is ignored. */
+static int show_label(Lines *l, const char *name, const Value *v) {
+        const char *s;
+        int ignore;
+        int r = sd_bus_message_read(v->m, "(bs)", &ignore, &s);
+
+        if (r < 0)
+                return r;
+        if (isempty(s))
+                return lines_add(l, name, NULL);
+        return lines_addf(l, name, "%s%s", ignore ? "-" : "", s);
+}
+
+/* SystemCallFilter and the like: an allow list, or a deny list marked by a "~" that sticks to the
+ * first item. Shown even when empty, except an empty deny list (no filter). */
+static int show_name_list(Lines *l, const char *name, const Value *v) {
+        _cleanup_strv_free_ char **names = NULL;
+        bool keep = l->show_empty;
+        int allow, r;
+        Buf b = {};
+
+        r = sd_bus_message_enter_container(v->m, 'r', "bas");
+        if (r >= 0)
+                r = sd_bus_message_read(v->m, "b", &allow);
+        if (r >= 0)
+                r = sd_bus_message_read_strv(v->m, &names);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(v->m);
+        if (r < 0 || (!l->show_empty && !allow && !(names && *names)))
+                return r;
+        for (char **i = names; i && *i && r >= 0; i++)
+                r = buf_add(&b, *i);
+        if (r >= 0) {
+                l->show_empty = true;
+                r = lines_addf(l, name, "%s%s", allow ? "" : "~", b.s ? b.s : "");
+                l->show_empty = keep;
+        }
+        free(b.s);
+        return r;
+}
+
+/* SuccessExitStatus and the like: exit statuses, then signal names. */
+static int show_exit_status(Lines *l, const char *name, const Value *v) {
+        const int32_t *status, *sig;
+        size_t n_status, n_sig;
+        Buf b = {};
         int r;
 
-        if (streq(contents, "s")) {
-                _cleanup_strv_free_ char **v = NULL;
-                Buf b = {};
+        r = sd_bus_message_enter_container(v->m, 'r', "aiai");
+        if (r >= 0)
+                r = sd_bus_message_read_array(v->m, 'i', (const void **) &status, &n_status);
+        if (r >= 0)
+                r = sd_bus_message_read_array(v->m, 'i', (const void **) &sig, &n_sig);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(v->m);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < n_status / sizeof(int32_t); i++) {
+                char piece[16];
 
-                r = sd_bus_message_read_strv(m, &v);
-                if (r < 0)
-                        return r;
-                for (char **i = v; i && *i && r >= 0; i++) {
-                        _cleanup_free_ char *q = shell_maybe_quote(*i);
-
-                        r = q ? buf_add(&b, q) : -ENOMEM;
-                }
-                if (r >= 0)
-                        r = lines_add(l, name, b.s);
-                free(b.s);
-                return r < 0 ? r : 1;
+                snprintf(piece, sizeof piece, "%" PRIi32, status[i]);
+                r = buf_add(&b, piece);
         }
-        if (streq(contents, "y")) {
-                const uint8_t *a;
-                size_t n;
+        for (size_t i = 0; r >= 0 && i < n_sig / sizeof(int32_t); i++) {
+                char piece[32];
 
-                r = sd_bus_message_read_array(m, 'y', (const void **) &a, &n);
-                if (r < 0)
-                        return r;
-                if (NAME_IN(name, "CPUAffinity", "NUMAMask", "AllowedCPUs", "AllowedMemoryNodes", "EffectiveCPUs",
-                            "EffectiveMemoryNodes"))
-                        r = format_cpu_set(l, name, a, n);
-                else if (NAME_IN(name, "StandardInputData", "RootHashSignature")) {
-                        _cleanup_free_ char *b64 = base64(a, n);
-
-                        r = b64 ? lines_add(l, name, b64) : -ENOMEM;
-                } else {
-                        _cleanup_free_ char *hex = malloc(n * 2 + 1);
-
-                        if (!hex)
-                                return -ENOMEM;
-                        for (size_t i = 0; i < n; i++)
-                                snprintf(hex + 2 * i, 3, "%02x", a[i]);
-                        hex[n * 2] = 0;
-                        r = lines_add(l, name, hex);
-                }
-                return r < 0 ? r : 1;
+                r = buf_add(&b, signal_name(sig[i], piece, sizeof piece));
         }
-        if (streq(contents, "u")) {
-                const uint32_t *a;
-                size_t n;
-                _cleanup_free_ char *hex = NULL;
+        if (r >= 0)
+                r = lines_add(l, name, b.s);
+        free(b.s);
+        return r;
+}
 
-                r = sd_bus_message_read_array(m, 'u', (const void **) &a, &n);
-                if (r < 0)
-                        return r;
-                n /= sizeof(uint32_t);
-                hex = malloc(n * 8 + 1);
-                if (!hex)
-                        return -ENOMEM;
-                for (size_t i = 0; i < n; i++)
-                        snprintf(hex + 8 * i, 9, "%08" PRIx32, a[i]);
-                hex[n * 8] = 0;
-                r = lines_add(l, name, hex);
-                return r < 0 ? r : 1;
-        }
-        if (streq(name, "EnvironmentFiles") && streq(contents, "(sb)")) {
-                const char *path;
-                int ignore;
+/* CPUAffinity and the like: "0-3 6" from a bit mask. */
+static int show_cpu_set(Lines *l, const char *name, const Value *v) {
+        const uint8_t *a = v->array;
+        size_t n = v->size * 8;
+        Buf b = {};
+        int r = 0;
 
-                r = sd_bus_message_enter_container(m, 'a', "(sb)");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_read(m, "(sb)", &path, &ignore)) > 0) {
-                        r = lines_addf(l, name, "%s (ignore_errors=%s)", path, ignore ? "yes" : "no");
-                        if (r < 0)
-                                return r;
-                }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                return r < 0 ? r : 1;
-        }
-        if (NAME_IN(name, "Paths", "Listen") && streq(contents, "(ss)")) {
-                r = format_pairs(l, name, m, "%s (%s)", true);
-                return r < 0 ? r : 1;
-        }
-        if (streq(name, "DeviceAllow") && streq(contents, "(ss)")) {
-                r = format_pairs(l, name, m, "%s %s", false);
-                return r < 0 ? r : 1;
-        }
-        if (streq(name, "TimersMonotonic") && streq(contents, "(stt)")) {
-                const char *base;
-                uint64_t v, next;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char piece[48];
+                size_t j;
 
-                r = sd_bus_message_enter_container(m, 'a', "(stt)");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_read(m, "(stt)", &base, &v, &next)) > 0) {
-                        char a[128], b[128];
-
-                        format_timespan(a, sizeof a, v);
-                        format_timespan(b, sizeof b, next);
-                        r = lines_addf(l, name, "{ %s=%s ; next_elapse=%s }", base, a, b);
-                        if (r < 0)
-                                return r;
-                }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                return r < 0 ? r : 1;
+                if (!(a[i / 8] & (1u << (i % 8))))
+                        continue;
+                for (j = i; j + 1 < n && (a[(j + 1) / 8] & (1u << ((j + 1) % 8))); j++)
+                        ;
+                if (j > i)
+                        snprintf(piece, sizeof piece, "%zu-%zu", i, j);
+                else
+                        snprintf(piece, sizeof piece, "%zu", i);
+                r = buf_add(&b, piece);
+                i = j;
         }
-        if (streq(name, "TimersCalendar") && streq(contents, "(sst)")) {
-                const char *base, *spec;
-                uint64_t next;
+        if (r >= 0)
+                r = lines_add(l, name, b.s);
+        free(b.s);
+        return r;
+}
 
-                r = sd_bus_message_enter_container(m, 'a', "(sst)");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_read(m, "(sst)", &base, &spec, &next)) > 0) {
-                        char b[128];
-                        const char *ts = format_timestamp(b, sizeof b, next);
+static int show_base64(Lines *l, const char *name, const Value *v) {
+        _cleanup_free_ char *s = base64(v->array, v->size);
 
-                        r = lines_addf(l, name, "{ %s=%s ; next_elapse=%s }", base, spec, ts ? ts : "(null)");
-                        if (r < 0)
-                                return r;
-                }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                return r < 0 ? r : 1;
-        }
-        if (startswith(name, "Exec") && (streq(contents, "(sasbttttuii)") || streq(contents, "(sasasttttuii)"))) {
-                r = format_exec(l, name, m);
-                return r < 0 ? r : 1;
-        }
-        if (NAME_IN(name, "IODeviceWeight", "BlockIODeviceWeight", "IOReadBandwidthMax", "IOWriteBandwidthMax",
-                    "IOReadIOPSMax", "IOWriteIOPSMax", "BlockIOReadBandwidth", "BlockIOWriteBandwidth") &&
-            streq(contents, "(st)")) {
-                r = format_path_numbers(l, name, m, false);
-                return r < 0 ? r : 1;
-        }
-        if (streq(name, "IODeviceLatencyTargetUSec") && streq(contents, "(st)")) {
-                r = format_path_numbers(l, name, m, true);
-                return r < 0 ? r : 1;
-        }
-        if (NAME_IN(name, "IPAddressAllow", "IPAddressDeny") && streq(contents, "(iayu)")) {
-                Buf b = {};
+        return s ? lines_add(l, name, s) : -ENOMEM;
+}
 
-                r = sd_bus_message_enter_container(m, 'a', "(iayu)");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_enter_container(m, 'r', "iayu")) > 0) {
-                        int32_t family;
-                        const void *ap;
-                        size_t an;
-                        uint32_t prefix;
-                        char addr[INET6_ADDRSTRLEN], piece[INET6_ADDRSTRLEN + 8];
+static int show_hex_bytes(Lines *l, const char *name, const Value *v) {
+        _cleanup_free_ char *s = malloc(v->size * 2 + 1);
+        const uint8_t *a = v->array;
 
-                        r = sd_bus_message_read(m, "i", &family);
-                        if (r >= 0)
-                                r = sd_bus_message_read_array(m, 'y', &ap, &an);
-                        if (r >= 0)
-                                r = sd_bus_message_read(m, "u", &prefix);
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(m);
-                        if (r < 0)
-                                break;
-                        if ((family == AF_INET && an == 4 && prefix <= 32) ||
-                            (family == AF_INET6 && an == 16 && prefix <= 128)) {
-                                if (!inet_ntop(family, ap, addr, sizeof addr))
-                                        continue;
-                                snprintf(piece, sizeof piece, "%s/%" PRIu32, addr, prefix);
-                                r = buf_add(&b, piece);
-                                if (r < 0)
-                                        break;
+        if (!s)
+                return -ENOMEM;
+        for (size_t i = 0; i < v->size; i++)
+                snprintf(s + 2 * i, 3, "%02x", a[i]);
+        s[v->size * 2] = 0;
+        return lines_add(l, name, s);
+}
+
+static int show_hex_words(Lines *l, const char *name, const Value *v) {
+        size_t n = v->size / sizeof(uint32_t);
+        _cleanup_free_ char *s = malloc(n * 8 + 1);
+        const uint32_t *a = v->array;
+
+        if (!s)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                snprintf(s + 8 * i, 9, "%08" PRIx32, a[i]);
+        s[n * 8] = 0;
+        return lines_add(l, name, s);
+}
+
+/* ---- array items ---- */
+
+static int item_quoted(sd_bus_message *m, char **ret) {
+        const char *s;
+        int r = sd_bus_message_read_basic(m, 's', &s);
+
+        if (r < 0)
+                return r;
+        *ret = shell_maybe_quote(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int item_environment_file(sd_bus_message *m, char **ret) {
+        const char *path;
+        int ignore;
+        int r = sd_bus_message_read(m, "(sb)", &path, &ignore);
+
+        return r < 0 ? r : strf(ret, "%s (ignore_errors=%s)", path, ignore ? "yes" : "no");
+}
+
+/* Paths of a path unit, Listen of a socket unit: (kind, what), shown as "what (kind)". */
+static int item_listen(sd_bus_message *m, char **ret) {
+        const char *kind, *what;
+        int r = sd_bus_message_read(m, "(ss)", &kind, &what);
+
+        return r < 0 ? r : strf(ret, "%s (%s)", what, kind);
+}
+
+static int item_device_rule(sd_bus_message *m, char **ret) {
+        const char *device, *rule;
+        int r = sd_bus_message_read(m, "(ss)", &device, &rule);
+
+        return r < 0 ? r : strf(ret, "%s %s", device, rule);
+}
+
+static int item_device_number(sd_bus_message *m, char **ret) {
+        const char *device;
+        uint64_t n;
+        int r = sd_bus_message_read(m, "(st)", &device, &n);
+
+        return r < 0 ? r : strf(ret, "%s %" PRIu64, device, n);
+}
+
+static int item_device_timespan(sd_bus_message *m, char **ret) {
+        const char *device;
+        uint64_t t;
+        char buf[128];
+        int r = sd_bus_message_read(m, "(st)", &device, &t);
+
+        if (r < 0)
+                return r;
+        format_timespan(buf, sizeof buf, t);
+        return strf(ret, "%s %s", device, buf);
+}
+
+static int item_tmpfs(sd_bus_message *m, char **ret) {
+        const char *target, *options;
+        int r = sd_bus_message_read(m, "(ss)", &target, &options);
+
+        if (r < 0 || isempty(target))
+                return r;
+        return strf(ret, "%s%s%s", target, isempty(options) ? "" : ":", options);
+}
+
+static int item_bind_path(sd_bus_message *m, char **ret) {
+        const char *source, *dest;
+        int ignore;
+        uint64_t flags;
+        int r = sd_bus_message_read(m, "(ssbt)", &source, &dest, &ignore, &flags);
+
+        if (r < 0 || isempty(source))
+                return r;
+        return strf(ret, "%s%s%s%s%s", ignore ? "-" : "", source, isempty(dest) ? "" : ":", dest,
+                    flags == 16384 /* MS_REC */ ? ":rbind" : "");
+}
+
+static int item_monotonic_timer(sd_bus_message *m, char **ret) {
+        const char *base;
+        uint64_t value, next;
+        char a[128], b[128];
+        int r = sd_bus_message_read(m, "(stt)", &base, &value, &next);
+
+        if (r < 0)
+                return r;
+        format_timespan(a, sizeof a, value);
+        format_timespan(b, sizeof b, next);
+        return strf(ret, "{ %s=%s ; next_elapse=%s }", base, a, b);
+}
+
+static int item_calendar_timer(sd_bus_message *m, char **ret) {
+        const char *base, *spec, *ts;
+        uint64_t next;
+        char buf[128];
+        int r = sd_bus_message_read(m, "(sst)", &base, &spec, &next);
+
+        if (r < 0)
+                return r;
+        ts = format_timestamp(buf, sizeof buf, next);
+        return strf(ret, "{ %s=%s ; next_elapse=%s }", base, spec, ts ? ts : "(null)");
+}
+
+/* An IP prefix; systemctl leaves out what is not a valid one. */
+static int item_ip_prefix(sd_bus_message *m, char **ret) {
+        char addr[INET6_ADDRSTRLEN];
+        int32_t family;
+        const void *a;
+        size_t n;
+        uint32_t prefix;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'r', "iayu");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "i", &family);
+        if (r >= 0)
+                r = sd_bus_message_read_array(m, 'y', &a, &n);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "u", &prefix);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        if (!(family == AF_INET && n == 4 && prefix <= 32) && !(family == AF_INET6 && n == 16 && prefix <= 128))
+                return 0;
+        if (!inet_ntop(family, a, addr, sizeof addr))
+                return 0;
+        return strf(ret, "%s/%" PRIu32, addr, prefix);
+}
+
+static int item_journal_field(sd_bus_message *m, char **ret) {
+        const void *p;
+        size_t n;
+        int r = sd_bus_message_read_array(m, 'y', &p, &n);
+
+        if (r < 0 || !log_extra_field_valid(p, n))
+                return r;
+        *ret = strndup(p, n);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ExecStart and the like, in their plain form (ignore_errors) or their Ex form (flags). */
+static int item_exec(sd_bus_message *m, char **ret) {
+        _cleanup_strv_free_ char **argv = NULL, **flags = NULL;
+        const char *contents, *path, *code_name, *ts1, *ts2;
+        uint64_t start, start_mono, exit_, exit_mono;
+        uint32_t pid;
+        int ignore = 0, code, status, r;
+        char t1[64], t2[64], sig[32];
+        Buf args = {}, fl = {};
+        bool ex;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+        ex = streq(contents, "sasasttttuii");
+        r = sd_bus_message_enter_container(m, 'r', contents);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "s", &path);
+        if (r >= 0)
+                r = sd_bus_message_read_strv(m, &argv);
+        if (r >= 0)
+                r = ex ? sd_bus_message_read_strv(m, &flags) : sd_bus_message_read(m, "b", &ignore);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "ttttuii", &start, &start_mono, &exit_, &exit_mono, &pid, &code, &status);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        for (char **a = argv; a && *a && r >= 0; a++)
+                r = buf_add(&args, *a);
+        for (char **a = flags; a && *a && r >= 0; a++)
+                r = buf_add(&fl, *a);
+        if (r >= 0) {
+                ts1 = format_timestamp(t1, sizeof t1, start);
+                ts2 = format_timestamp(t2, sizeof t2, exit_);
+                /* systemctl passes a NULL code name to printf, which glibc prints as "(null)". */
+                code_name = sigchld_code(code);
+                r = strf(ret,
+                         "{ path=%s ; argv[]=%s ; %s=%s ; start_time=[%s] ; stop_time=[%s] ; pid=%u ; code=%s ; "
+                         "status=%i%s%s }",
+                         path, args.s ? args.s : "", ex ? "flags" : "ignore_errors",
+                         ex ? (fl.s ? fl.s : "") : ignore ? "yes" : "no", ts1 ? ts1 : "n/a", ts2 ? ts2 : "n/a", pid,
+                         code_name ? code_name : "(null)", status, code == CLD_EXITED ? "" : "/",
+                         code == CLD_EXITED ? "" : signal_name(status, sig, sizeof sig));
+        }
+        free(args.s);
+        free(fl.s);
+        return r;
+}
+
+/* ---- the table ---- */
+
+typedef struct Format {
+        const char *names; /* '|'-separated patterns, '*' a wildcard */
+        const char *sig;   /* of the value */
+        int (*show)(Lines *l, const char *name, const Value *v);
+        int (*item)(sd_bus_message *m, char **ret); /* instead of show, for an array: */
+        bool join;                                   /* all items on one line, else a line each */
+} Format;
+
+/* The first row that matches a property's name and signature prints it. Left out, though
+ * systemctl 252 prints them when set: MountImages, ExtensionImages, RootImageOptions,
+ * SocketBindAllow/SocketBindDeny, LoadCredential and friends. They are empty in ordinary units;
+ * `systemctl show` through a command has them all. */
+static const Format formats[] = {
+        { .sig = "s", .names = "*", .show = show_string },
+        { .sig = "b", .names = "*", .show = show_bool },
+        { .sig = "x", .names = "*", .show = show_i64 },
+        { .sig = "d", .names = "*", .show = show_double },
+        { .sig = "u", .names = "*UMask*|*Mode*", .show = show_octal },
+        { .sig = "u", .names = "UID|GID", .show = show_id },
+        { .sig = "u", .names = "*", .show = show_u32 },
+        { .sig = "i", .names = "*ActionExitStatus", .show = show_exit_code },
+        { .sig = "i", .names = "NUMAPolicy", .show = show_numa_policy },
+        { .sig = "i", .names = "*", .show = show_i32 },
+        { .sig = "t", .names = "*Timestamp|NextElapseUSecRealtime|LastTriggerUSec|TimeUSec|RTCTimeUSec",
+          .show = show_timestamp },
+        { .sig = "t", .names = "*USec*", .show = show_timespan },
+        { .sig = "t", .names = "CoredumpFilter", .show = show_hex },
+        { .sig = "t", .names = "RestrictNamespaces", .show = show_namespaces },
+        { .sig = "t", .names = "MountFlags", .show = show_mount_flags },
+        { .sig = "t", .names = "CapabilityBoundingSet|AmbientCapabilities", .show = show_capabilities },
+        { .sig = "t",
+          .names = "CPUWeight|StartupCPUWeight|IOWeight|StartupIOWeight|CPUShares|StartupCPUShares|BlockIOWeight|"
+                   "StartupBlockIOWeight|MemoryAvailable|TasksCurrent|Memory*Current|Memory*Peak|IO*Bytes|"
+                   "IO*Operations|*NSec",
+          .show = show_u64_unset },
+        { .sig = "t",
+          .names = "*MemoryLow|*MemoryMin|*MemoryHigh|*MemoryMax|*MemorySwapMax|*MemoryLimit|*TasksMax|Limit*|"
+                   "DefaultLimit*",
+          .show = show_u64_limit },
+        { .sig = "t", .names = "IPIngressBytes|IPIngressPackets|IPEgressBytes|IPEgressPackets",
+          .show = show_u64_ip_counter },
+        { .sig = "t", .names = "*", .show = show_u64 },
+        { .sig = "(uo)", .names = "Job", .show = show_job },
+        { .sig = "(so)", .names = "Unit", .show = show_unit },
+        { .sig = "(ss)", .names = "LoadError", .show = show_load_error },
+        { .sig = "(bs)", .names = "SELinuxContext|AppArmorProfile|SmackProcessLabel", .show = show_label },
+        { .sig = "(bas)",
+          .names = "SystemCallFilter|SystemCallLog|RestrictAddressFamilies|RestrictFileSystems|"
+                   "RestrictNetworkInterfaces",
+          .show = show_name_list },
+        { .sig = "(aiai)", .names = "*ExitStatus", .show = show_exit_status },
+        { .sig = "ay",
+          .names = "CPUAffinity|NUMAMask|AllowedCPUs|AllowedMemoryNodes|EffectiveCPUs|EffectiveMemoryNodes",
+          .show = show_cpu_set },
+        { .sig = "ay", .names = "StandardInputData|RootHashSignature", .show = show_base64 },
+        { .sig = "ay", .names = "*", .show = show_hex_bytes },
+        { .sig = "au", .names = "*", .show = show_hex_words },
+        { .sig = "as", .names = "*", .item = item_quoted, .join = true },
+        { .sig = "a(sb)", .names = "EnvironmentFiles", .item = item_environment_file },
+        { .sig = "a(ss)", .names = "Paths|Listen", .item = item_listen },
+        { .sig = "a(ss)", .names = "DeviceAllow", .item = item_device_rule },
+        { .sig = "a(ss)", .names = "TemporaryFileSystem", .item = item_tmpfs, .join = true },
+        { .sig = "a(st)",
+          .names = "IODeviceWeight|BlockIODeviceWeight|IOReadBandwidthMax|IOWriteBandwidthMax|IOReadIOPSMax|"
+                   "IOWriteIOPSMax|BlockIOReadBandwidth|BlockIOWriteBandwidth",
+          .item = item_device_number },
+        { .sig = "a(st)", .names = "IODeviceLatencyTargetUSec", .item = item_device_timespan },
+        { .sig = "a(ssbt)", .names = "BindPaths|BindReadOnlyPaths", .item = item_bind_path, .join = true },
+        { .sig = "a(stt)", .names = "TimersMonotonic", .item = item_monotonic_timer },
+        { .sig = "a(sst)", .names = "TimersCalendar", .item = item_calendar_timer },
+        { .sig = "a(iayu)", .names = "IPAddressAllow|IPAddressDeny", .item = item_ip_prefix, .join = true },
+        { .sig = "aay", .names = "LogExtraFields", .item = item_journal_field, .join = true },
+        { .sig = "a(sasbttttuii)", .names = "Exec*", .item = item_exec },
+        { .sig = "a(sasasttttuii)", .names = "Exec*", .item = item_exec },
+};
+
+/* One pattern, up to a '|': '*' matches any run of characters, anything else itself. */
+static bool pattern_match(const char *p, const char *s) {
+        for (; *p && *p != '|'; p++, s++) {
+                if (*p == '*') {
+                        for (;; s++) {
+                                if (pattern_match(p + 1, s))
+                                        return true;
+                                if (!*s)
+                                        return false;
                         }
                 }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r >= 0)
-                        r = lines_add(l, name, b.s);
-                free(b.s);
-                return r < 0 ? r : 1;
+                if (*p != *s)
+                        return false;
         }
-        if (NAME_IN(name, "BindPaths", "BindReadOnlyPaths") && streq(contents, "(ssbt)")) {
-                const char *src, *dst;
-                int ignore;
-                uint64_t rbind;
-                Buf b = {};
+        return !*s;
+}
 
-                r = sd_bus_message_enter_container(m, 'a', "(ssbt)");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_read(m, "(ssbt)", &src, &dst, &ignore, &rbind)) > 0) {
-                        _cleanup_free_ char *s = NULL;
-
-                        if (isempty(src))
-                                continue;
-                        if (asprintf(&s, "%s%s%s%s%s", ignore ? "-" : "", src, isempty(dst) ? "" : ":", dst,
-                                     rbind == 16384 /* MS_REC */ ? ":rbind" : "") < 0)
-                                r = -ENOMEM;
-                        else
-                                r = buf_add(&b, s);
-                        if (r < 0)
-                                break;
-                }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r >= 0)
-                        r = lines_add(l, name, b.s);
-                free(b.s);
-                return r < 0 ? r : 1;
+static bool names_match(const char *patterns, const char *name) {
+        for (const char *p = patterns;; p++) {
+                if (pattern_match(p, name))
+                        return true;
+                p = strchr(p, '|');
+                if (!p)
+                        return false;
         }
-        if (streq(name, "LogExtraFields") && streq(contents, "ay")) {
-                const void *p;
-                size_t sz;
-                Buf b = {};
+}
 
-                r = sd_bus_message_enter_container(m, 'a', "ay");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_read_array(m, 'y', &p, &sz)) > 0) {
-                        _cleanup_free_ char *field = NULL;
+static int show_items(Lines *l, const char *name, sd_bus_message *m, const Format *f) {
+        Buf b = {};
+        int r;
 
-                        /* systemctl prints only well-formed KEY=value fields. */
-                        if (!log_extra_field_valid(p, sz))
-                                continue;
-                        field = strndup(p, sz);
-                        r = field ? buf_add(&b, field) : -ENOMEM;
-                        if (r < 0)
-                                break;
-                }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r >= 0)
-                        r = lines_add(l, name, b.s);
-                free(b.s);
-                return r < 0 ? r : 1;
+        r = sd_bus_message_enter_container(m, 'a', f->sig + 1);
+        while (r >= 0 && (r = sd_bus_message_at_end(m, false)) == 0) {
+                _cleanup_free_ char *s = NULL;
+
+                r = f->item(m, &s);
+                if (r >= 0 && s)
+                        r = f->join ? buf_add(&b, s) : lines_add(l, name, s);
         }
-        if (streq(name, "TemporaryFileSystem") && streq(contents, "(ss)")) {
-                const char *target, *opt;
-                Buf b = {};
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0 && f->join)
+                r = lines_add(l, name, b.s);
+        free(b.s);
+        return r;
+}
 
-                r = sd_bus_message_enter_container(m, 'a', "(ss)");
-                if (r < 0)
-                        return r;
-                while ((r = sd_bus_message_read(m, "(ss)", &target, &opt)) > 0) {
-                        _cleanup_free_ char *s = NULL;
+/* One property of signature `sig`, the message inside its variant. 1: printed; 0: a type
+ * systemctl prints only with --all (as "[unprintable]"), which we leave out, nothing read. */
+static int format_property(Lines *l, const char *name, const char *sig, sd_bus_message *m) {
+        Value v = { .m = m };
+        int r;
 
-                        if (isempty(target))
-                                continue;
-                        if (asprintf(&s, "%s%s%s", target, isempty(opt) ? "" : ":", opt) < 0)
-                                r = -ENOMEM;
-                        else
-                                r = buf_add(&b, s);
-                        if (r < 0)
-                                break;
+        for (const Format *f = formats; f < formats + ELEMENTSOF(formats); f++) {
+                if (!streq(f->sig, sig) || !names_match(f->names, name))
+                        continue;
+                if (f->item)
+                        r = show_items(l, name, m, f);
+                else {
+                        r = read_value(m, sig, &v);
+                        if (r >= 0)
+                                r = f->show(l, name, &v);
                 }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r >= 0)
-                        r = lines_add(l, name, b.s);
-                free(b.s);
                 return r < 0 ? r : 1;
         }
         return 0;
 }
 
-/* One property, positioned inside its variant. 1: printed, 0: a type systemctl prints only with
- * --all (as "[unprintable]"), which we leave out; nothing consumed then.
- * Left out as well, though systemctl 252 prints them when set: MountImages, ExtensionImages,
- * RootImageOptions, SocketBindAllow/SocketBindDeny, LoadCredential and friends. They are empty in
- * ordinary units; `systemctl show` through a command has them all. */
-static int format_property(Lines *l, const char *name, sd_bus_message *m) {
-        const char *contents;
-        char type;
+/* One {name, value} entry of a GetAll reply, if it is `filter` (or there is none). */
+static int format_entry(Lines *l, const char *filter, sd_bus_message *m) {
+        const char *name, *sig;
         int r;
 
-        r = sd_bus_message_peek_type(m, &type, &contents);
+        r = sd_bus_message_read(m, "s", &name);
+        if (r >= 0)
+                r = sd_bus_message_peek_type(m, NULL, &sig);
         if (r < 0)
                 return r;
-
-        switch (type) {
-        case 's': {
-                const char *s;
-
-                r = sd_bus_message_read_basic(m, type, &s);
-                if (r < 0)
-                        return r;
-                r = lines_add(l, name, strchr(s, '\n') ? "[unprintable]" : s);
-                return r < 0 ? r : 1;
-        }
-        case 'b': {
-                int b;
-
-                r = sd_bus_message_read_basic(m, type, &b);
-                if (r < 0)
-                        return r;
-                r = lines_add(l, name, b ? "yes" : "no");
-                return r < 0 ? r : 1;
-        }
-        case 't': {
-                uint64_t u;
-
-                r = sd_bus_message_read_basic(m, type, &u);
-                if (r < 0)
-                        return r;
-                r = format_u64(l, name, u);
-                return r < 0 ? r : 1;
-        }
-        case 'x': {
-                int64_t i;
-
-                r = sd_bus_message_read_basic(m, type, &i);
-                if (r < 0)
-                        return r;
-                r = lines_addf(l, name, "%" PRIi64, i);
-                return r < 0 ? r : 1;
-        }
-        case 'u': {
-                uint32_t u;
-
-                r = sd_bus_message_read_basic(m, type, &u);
-                if (r < 0)
-                        return r;
-                if (strstr(name, "UMask") || strstr(name, "Mode"))
-                        r = lines_addf(l, name, "%04o", u);
-                else if ((streq(name, "UID") || streq(name, "GID")) && u == UINT32_MAX)
-                        r = lines_add(l, name, "[not set]");
-                else
-                        r = lines_addf(l, name, "%" PRIu32, u);
-                return r < 0 ? r : 1;
-        }
-        case 'i': {
-                int32_t i;
-
-                r = sd_bus_message_read_basic(m, type, &i);
-                if (r < 0)
-                        return r;
-                if (endswith(name, "ActionExitStatus")) {
-                        if (i >= 0 && i <= 255)
-                                r = lines_addf(l, name, "%" PRIi32, i);
-                        else if (l->show_empty)
-                                r = lines_add(l, name, "[not set]");
-                } else if (streq(name, "NUMAPolicy")) {
-                        static const char *const pol[] = { "default", "preferred", "bind", "interleave", "local" };
-
-                        r = lines_add(l, name, i >= 0 && (size_t) i < ELEMENTSOF(pol) ? pol[i] : "n/a");
-                } else
-                        r = lines_addf(l, name, "%" PRIi32, i);
-                return r < 0 ? r : 1;
-        }
-        case 'd': {
-                double d;
-
-                r = sd_bus_message_read_basic(m, type, &d);
-                if (r < 0)
-                        return r;
-                r = lines_addf(l, name, "%g", d);
-                return r < 0 ? r : 1;
-        }
-        case 'r':
-                return format_struct_property(l, name, contents, m);
-        case 'a':
-                return format_array_property(l, name, contents, m);
-        default:
-                return 0;
-        }
+        if (filter && !streq(name, filter))
+                return sd_bus_message_skip(m, "v");
+        r = sd_bus_message_enter_container(m, 'v', sig);
+        if (r >= 0)
+                r = format_property(l, name, sig, m);
+        if (r == 0)
+                r = sd_bus_message_skip(m, sig);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        return r;
 }
 
 /* The body of a GetAll reply as `systemctl show` lines; only `filter` if given. */
@@ -2012,56 +1976,21 @@ static int format_properties(sd_bus_message *m, const char *filter, char ***ret)
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *name, *contents;
-
-                r = sd_bus_message_read(m, "s", &name);
-                if (r < 0)
-                        goto fail;
-                if (filter && !streq(name, filter)) {
-                        r = sd_bus_message_skip(m, "v");
-                        if (r < 0)
-                                goto fail;
-                } else {
-                        r = sd_bus_message_peek_type(m, NULL, &contents);
-                        if (r < 0)
-                                goto fail;
-                        r = sd_bus_message_enter_container(m, 'v', contents);
-                        if (r < 0)
-                                goto fail;
-                        r = format_property(&l, name, m);
-                        if (r < 0)
-                                goto fail;
-                        if (r == 0) {
-                                r = sd_bus_message_skip(m, contents);
-                                if (r < 0)
-                                        goto fail;
-                        }
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                r = format_entry(&l, filter, m);
+                if (r >= 0)
                         r = sd_bus_message_exit_container(m);
-                        if (r < 0)
-                                goto fail;
-                }
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        goto fail;
         }
-        if (r < 0)
-                goto fail;
-        r = sd_bus_message_exit_container(m);
-        if (r < 0)
-                goto fail;
-        if (!l.v) {
-                l.v = calloc(1, sizeof(char *));
-                if (!l.v)
-                        return -ENOMEM;
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0 && !l.v && !(l.v = calloc(1, sizeof(char *))))
+                r = -ENOMEM;
+        if (r < 0) {
+                strv_free(l.v);
+                return r;
         }
         *ret = l.v;
         return 0;
-fail:
-        strv_free(l.v);
-        return r;
 }
 
 /* ---- queries ---- */
@@ -2094,16 +2023,8 @@ static int on_query_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         int r;
         (void) ret_error;
 
-        q->op.call = sd_bus_slot_unref(q->op.call);
-        if (sd_bus_message_is_method_error(m, NULL)) {
-                _cleanup_free_ char *msg = NULL;
-
-                if (units_check_lost(q->op.units))
-                        return 0;
-                msg = call_error_message(q->name, m);
-                query_finish(&q->op, reply_errno(m), msg);
+        if (op_reply_failed(&q->op, q->name, m))
                 return 0;
-        }
 
         if (q->kind == QUERY_PROPERTIES) {
                 _cleanup_strv_free_ char **lines = NULL;
@@ -2144,7 +2065,6 @@ static int on_query_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
 
 static int query_start(Units *u, QueryKind kind, const char *unit, const char *property, void *cb, void *userdata,
                        UnitsQuery **ret) {
-        _cleanup_free_ char *err = NULL;
         UnitsQuery *q;
         int r;
 
@@ -2164,53 +2084,22 @@ static int query_start(Units *u, QueryKind kind, const char *unit, const char *p
                 q->u64_cb = (units_u64_fn) cb;
         q->userdata = userdata;
         op_link(u, &q->op);
-        if (property && !(q->property = strdup(property))) {
-                r = -ENOMEM;
-                goto fail;
-        }
 
-        r = unitname_normalize(unit, &q->name, &err);
-        if (r == -ENOMEM)
-                goto fail;
-        if (r < 0) {
-                r = op_fail_later(&q->op, r, err);
-                if (r < 0)
-                        goto fail;
-                goto out;
-        }
-        if (unitname_to_object_path(q->name, &q->path) < 0) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        if (u->dead) {
-                r = op_fail_later(&q->op, u->dead, u->gone_message);
-                if (r < 0)
-                        goto fail;
-                goto out;
-        }
+        r = property && !(q->property = strdup(property)) ? -ENOMEM : 1;
+        if (r > 0)
+                r = op_name_unit(&q->op, unit, &q->name, &q->path);
         /* The object path loads the unit on demand, aliases included, as systemctl show relies on. */
-        if (kind == QUERY_PROPERTIES)
-                r = sd_bus_call_method_async(u->bus, &q->op.call, SD_DEST, q->path, DBUS_PROPERTIES, "GetAll",
-                                             on_query_reply, q, "s", "");
-        else
-                r = sd_bus_call_method_async(u->bus, &q->op.call, SD_DEST, q->path, DBUS_PROPERTIES, "Get",
-                                             on_query_reply, q, "ss", SD_UNIT, property);
+        if (r > 0 && kind == QUERY_PROPERTIES)
+                r = op_call(&q->op, q->name, q->path, DBUS_PROPERTIES, "GetAll", on_query_reply, "s", "");
+        else if (r > 0)
+                r = op_call(&q->op, q->name, q->path, DBUS_PROPERTIES, "Get", on_query_reply, "ss", SD_UNIT, property);
         if (r < 0) {
-                if (sd_bus_is_open(u->bus) <= 0)
-                        r = op_fail_later(&q->op, -ECONNRESET, u->gone_message);
-                else
-                        r = op_fail_laterf(&q->op, r, "unit \"%s\": cannot ask the container's systemd: %s",
-                                           q->name, strerror(-r));
-                if (r < 0)
-                        goto fail;
+                query_free(q);
+                return r;
         }
-out:
         if (ret)
                 *ret = q;
         return 0;
-fail:
-        query_free(q);
-        return r;
 }
 
 int units_get_properties(Units *u, const char *unit, const char *property, units_properties_fn cb,
