@@ -4,10 +4,14 @@
  * root), crash, and commands through exec.c. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -26,7 +30,7 @@
 #define LINE_MAX_LEN 4096
 /* About 8 for its systemd, one for our journal follower. */
 #define INOTIFY_PER_CONTAINER 9
-#define INOTIFY_HOST_RESERVE 128
+#define INOTIFY_MARGIN 32           /* for what else starts meanwhile */
 #define INOTIFY_SYSCTL "/proc/sys/fs/inotify/max_user_instances"
 #define KILL_GRACE_USEC (3 * 1000000ULL)
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -56,6 +60,7 @@ struct Container {
         State state;
         bool boot_pending;              /* on_ready owed for this boot */
         bool ready_seen;
+        bool inotify_starved;           /* its systemd said it has no inotify instances, this boot */
         unsigned dispatching;           /* inside one of our handlers */
         bool doomed;                    /* container_free was called from a callback */
 
@@ -78,6 +83,7 @@ struct Container {
         size_t n_last;                  /* lines seen; last[n_last % LAST_LINES] is the oldest */
         size_t last_journal;            /* n_last after the latest journal line, 0 if none */
         JournalFollower *journal;
+        bool journal_draining;          /* the container is gone: its last journal lines */
 
         sd_event_source *boot_timer, *shutdown_timer, *kill_timer;
         sd_event_source *deferred_source;   /* reports a failure to prepare the root */
@@ -86,10 +92,12 @@ struct Container {
         ExecJob *env_job;
         char **login_env;
         const char *shell, *cwd;
+        char *cgroups[2];               /* its own, one per hierarchy, while nspawn runs; NULL: none */
 };
 
 static int spawn_nspawn(Container *c);
 static void container_destroy(Container *c);
+static void cgroups_remove(Container *c);
 
 /* ---- small helpers ---- */
 
@@ -161,10 +169,42 @@ static int read_uint(const char *path, unsigned long *ret) {
         return fscanf(f, "%lu", ret) == 1 ? 0 : -EIO;
 }
 
+/* How many more inotify instances this user may create now, counted up to max. The limit is per user
+ * and machine-wide: other runs' containers and the host's daemons hold some, and nothing tells how
+ * many (our /proc may show this run's processes only). Creating them is the one exact count; they are
+ * closed at once. */
+static long inotify_headroom(long max) {
+        _cleanup_free_ int *fds = calloc(max > 0 ? max : 1, sizeof(int));
+        struct rlimit old, lifted;
+        long n = 0;
+        int error = 0;
+
+        if (!fds)
+                return -ENOMEM;
+        /* Our own descriptor limit says EMFILE too: lift it for the count. */
+        if (getrlimit(RLIMIT_NOFILE, &old) < 0)
+                return -errno;
+        lifted = (struct rlimit) { .rlim_cur = old.rlim_max, .rlim_max = old.rlim_max };
+        (void) setrlimit(RLIMIT_NOFILE, &lifted);
+        while (n < max) {
+                int fd = inotify_init1(IN_CLOEXEC);
+                if (fd < 0) {
+                        error = errno;
+                        break;
+                }
+                fds[n++] = fd;
+        }
+        for (long i = 0; i < n; i++)
+                close(fds[i]);
+        (void) setrlimit(RLIMIT_NOFILE, &old);
+        return error != 0 && error != EMFILE ? -error : n;
+}
+
 int container_preflight(unsigned n_containers, char **ret_message) {
-        unsigned long limit, need = (unsigned long) n_containers * INOTIFY_PER_CONTAINER + INOTIFY_HOST_RESERVE;
+        unsigned long limit, need, want = (unsigned long) n_containers * INOTIFY_PER_CONTAINER + INOTIFY_MARGIN;
         char path[PATH_MAX];
         _cleanup_fclose_ FILE *f = NULL;
+        long headroom;
         int r;
 
         if (!find_in_path("systemd-nspawn", path, sizeof path)) {
@@ -174,29 +214,36 @@ int container_preflight(unsigned n_containers, char **ret_message) {
                 return -ENOENT;
         }
         r = read_uint(INOTIFY_SYSCTL, &limit);
-        if (r < 0 || limit >= need)
+        if (r < 0)
                 return 0;   /* no such sysctl: nothing we can check */
+        headroom = inotify_headroom((long) want);
+        if (headroom < 0 || (unsigned long) headroom >= want)
+                return 0;
+        /* The limit counts what others hold too: raise it by what we lack. */
+        need = limit + (want - (unsigned long) headroom);
 
-        /* Each container's systemd needs about 8 inotify instances; past the limit it fails with
-         * "Too many open files" and never becomes ready. The limit is per user and global. */
+        /* Each container needs about 9 inotify instances (8 for its systemd, one for our journal
+         * follower); past the limit its systemd fails with "Too many open files": it never becomes
+         * ready, or comes up without its path units. */
         f = fopen(INOTIFY_SYSCTL, "we");
         if (f) {
                 fprintf(f, "%lu\n", need);
                 if (fclose(TAKE_PTR(f)) == 0 && read_uint(INOTIFY_SYSCTL, &limit) >= 0 && limit >= need) {
                         if (ret_message &&
                             asprintf(ret_message,
-                                     "raised fs.inotify.max_user_instances to %lu for %u containers (a global "
-                                     "setting; it stays until reboot or until set back with sysctl)",
-                                     need, n_containers) < 0)
+                                     "raised fs.inotify.max_user_instances to %lu for %u containers (%ld were free: "
+                                     "other containers and daemons hold the rest; a global setting, it stays "
+                                     "until reboot or until set back with sysctl)",
+                                     need, n_containers, headroom) < 0)
                                 *ret_message = NULL;
                         return 1;
                 }
         }
         if (ret_message &&
             asprintf(ret_message,
-                     "fs.inotify.max_user_instances is %lu, too low for %u containers (about %d each); raise it "
-                     "as root: sysctl -w fs.inotify.max_user_instances=%lu",
-                     limit, n_containers, INOTIFY_PER_CONTAINER, need) < 0)
+                     "fs.inotify.max_user_instances is %lu and only %ld are free, too few for %u containers "
+                     "(about %d each); raise it as root: sysctl -w fs.inotify.max_user_instances=%lu",
+                     limit, headroom, n_containers, INOTIFY_PER_CONTAINER, need) < 0)
                 *ret_message = NULL;
         return -EMFILE;
 }
@@ -308,6 +355,36 @@ char **container_script_env(const char *root_dir, const char *shared_dir, const 
         return v;
 }
 
+int container_env_merge(char ***env, char *const *add) {
+        for (char *const *a = add; a && *a; a++) {
+                const char *eq = strchr(*a, '=');
+                size_t n = 0;
+                char *copy, **v;
+
+                if (!eq)
+                        continue;
+                copy = strdup(*a);
+                if (!copy)
+                        return -ENOMEM;
+                while (*env && (*env)[n] && strncmp((*env)[n], *a, eq - *a + 1) != 0)
+                        n++;
+                if (*env && (*env)[n]) {
+                        free((*env)[n]);
+                        (*env)[n] = copy;
+                        continue;
+                }
+                v = realloc(*env, (n + 2) * sizeof(char *));
+                if (!v) {
+                        free(copy);
+                        return -ENOMEM;
+                }
+                v[n] = copy;
+                v[n + 1] = NULL;
+                *env = v;
+        }
+        return 0;
+}
+
 bool container_name_is_valid(const char *name) {
         static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         size_t l = name ? strlen(name) : 0;
@@ -346,10 +423,20 @@ static void remember_line(Container *c, const char *line, size_t len) {
         *slot = strndup(line, len);
 }
 
+/* systemd's words when inotify_init1 fails: "Failed to create inotify object: Too many open files",
+ * "Failed to allocate inotify fd: Too many open files". */
+static bool says_inotify_starved(const char *line, size_t len) {
+        static const char emfile[] = "Too many open files";
+
+        return memmem(line, len, "inotify", strlen("inotify")) && memmem(line, len, emfile, strlen(emfile));
+}
+
 static void emit_line(Container *c, const char *line, size_t len) {
         if (len > 0 && line[len - 1] == '\r')
                 len--;
         remember_line(c, line, len);
+        if (says_inotify_starved(line, len))
+                c->inotify_starved = true;
         if (c->cb.on_console_line)
                 c->cb.on_console_line(c, line, len);
 }
@@ -394,12 +481,15 @@ static void console_close(Container *c) {
         c->console_source = sd_event_source_disable_unref(c->console_source);
 }
 
+static void fail_if_inotify_starved(Container *c);
+
 static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_, void *userdata) {
         Container *c = userdata;
 
         enter(c);
         if (!console_read(c) && alive(c))
                 console_close(c);
+        fail_if_inotify_starved(c);
         leave(c);
         return 0;
 }
@@ -421,7 +511,8 @@ static char *failure_message(Container *c, const char *fmt, ...) {
         if (!f)
                 return NULL;
         fprintf(f, "node %s: %s", c->cfg.name, what ?: "failed");
-        for (size_t i = first; i < c->n_last; i++)
+        /* The likely cause, unless what happened names it already. */
+        for (size_t i = first; i < c->n_last && !(what && strstr(what, "max_user_instances")); i++)
                 if (c->last[i % LAST_LINES] && strstr(c->last[i % LAST_LINES], "Too many open files")) {
                         fputs(" (the container ran out of inotify instances or file descriptors: raise "
                               "fs.inotify.max_user_instances, see container_preflight)", f);
@@ -448,8 +539,13 @@ static void on_journal(const char *line, size_t len, void *userdata) {
         if (alive(c)) {
                 remember_line(c, line, len);
                 c->last_journal = c->n_last;
+                if (says_inotify_starved(line, len))
+                        c->inotify_starved = true;
                 c->cb.on_journal_line(c, line, len);
         }
+        /* Not for the last lines: nspawn is gone, and its exit reports the boot. */
+        if (!c->journal_draining)
+                fail_if_inotify_starved(c);
         leave(c);
 }
 
@@ -479,7 +575,9 @@ static void journal_start(Container *c) {
 
 /* The container is gone: hand out what its journal files hold last, then stop. */
 static void journal_stop(Container *c) {
+        c->journal_draining = true;
         journal_follower_drain(c->journal);
+        c->journal_draining = false;
         c->journal = journal_follower_free(c->journal);
 }
 
@@ -581,6 +679,23 @@ static void boot_failed(Container *c, int error, const char *message) {
         report_ready(c, error, message);
 }
 
+/* Such a systemd never gets ready, or comes up without its path units and watches: end the boot now,
+ * saying why, rather than at the boot timeout or with a node that half works. */
+static void fail_if_inotify_starved(Container *c) {
+        _cleanup_free_ char *m = NULL;
+        unsigned long limit = 0;
+
+        if (!alive(c) || !c->inotify_starved || (c->state != STATE_BOOTING && c->state != STATE_REBOOTING))
+                return;
+        (void) read_uint(INOTIFY_SYSCTL, &limit);
+        m = failure_message(c, "its systemd ran out of inotify instances while booting (\"Too many open files\"): "
+                            "other containers and daemons hold the rest; raise fs.inotify.max_user_instances "
+                            "(now %lu) as root: sysctl -w fs.inotify.max_user_instances=%lu",
+                            limit, limit > 0 ? 2 * limit : 1024);
+        exec_cancel(TAKE_PTR(c->env_job));
+        boot_failed(c, -EMFILE, m);
+}
+
 static void on_login_env(int error, char **envp, void *userdata) {
         Container *c = userdata;
         _cleanup_free_ char *m = NULL;
@@ -594,8 +709,15 @@ static void on_login_env(int error, char **envp, void *userdata) {
         } else {
                 strv_free(c->login_env);
                 c->login_env = envp;
-                c->state = STATE_READY;
-                report_ready(c, 0, NULL);
+                /* --setenv reaches PID 1 only: the node's env holds for its commands too, over what
+                 * /etc/profile set. */
+                if (container_env_merge(&c->login_env, c->cfg.env) < 0) {
+                        m = failure_message(c, "out of memory for its commands' environment");
+                        boot_failed(c, -ENOMEM, m);
+                } else {
+                        c->state = STATE_READY;
+                        report_ready(c, 0, NULL);
+                }
         }
         leave(c);
 }
@@ -769,9 +891,11 @@ static void forget_boot(Container *c) {
                 c->leader_pidfd = (close(c->leader_pidfd), -1);
         c->leader = 0;
         c->ready_seen = false;
+        c->inotify_starved = false;
         c->login_env = (strv_free(c->login_env), NULL);
         c->nspawn = 0;
         c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        cgroups_remove(c);
         c->shutdown_timer = sd_event_source_disable_unref(c->shutdown_timer);
         c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
 }
@@ -813,6 +937,163 @@ static int on_nspawn_exit(sd_event_source *s _unused_, const siginfo_t *si, void
 out:
         leave(c);
         return 0;
+}
+
+/* ---- a cgroup of its own ----
+ * With --keep-unit, nspawn moves its container into "<the cgroup nspawn runs in>/payload" (and itself
+ * into ".../supervisor"). Started from our cgroup, every container of the run, and of any other run
+ * started from the same cgroup (the root cgroup of a host without systemd), would share that payload:
+ * their systemds would manage one cgroup tree, each removing unit cgroups the others had just made
+ * ("Failed to attach 26 to compat systemd cgroup /system.slice/dbus.service: No such file or
+ * directory", units failing at random). So each nspawn
+ * starts in <our cgroup>/moonrig-<run>/<node>, a start script's keeper, script and nspawn alike. */
+
+#define CGROUP_RUN_PREFIX "moonrig-"
+
+static const char *cgroup_unified_mount(void) {
+        if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
+                return "/sys/fs/cgroup/unified";   /* hybrid */
+        if (access("/sys/fs/cgroup/cgroup.procs", F_OK) == 0)
+                return "/sys/fs/cgroup";
+        return NULL;
+}
+
+/* Our cgroup's directory in each hierarchy nspawn uses (the unified one, name=systemd's); returns how
+ * many. */
+static size_t cgroup_our_dirs(char *dirs[static 2]) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/cgroup", "re");
+        char line[PATH_MAX];
+        size_t n = 0;
+
+        while (f && n < 2 && fgets(line, sizeof line, f)) {
+                const char *mount = NULL, *path = NULL;
+
+                line[strcspn(line, "\n")] = '\0';
+                if (startswith(line, "0::")) {
+                        mount = cgroup_unified_mount();
+                        path = line + 3;
+                } else if ((path = strstr(line, ":name=systemd:"))) {
+                        mount = "/sys/fs/cgroup/systemd";
+                        path += strlen(":name=systemd:");
+                }
+                if (!mount || !path || access(mount, F_OK) < 0)
+                        continue;
+                if (asprintf(&dirs[n], "%s%s", mount, streq(path, "/") ? "" : path) < 0)
+                        break;
+                n++;
+        }
+        return n;
+}
+
+static bool cgroup_populated;
+
+static int note_populated(const char *path, const struct stat *st _unused_, int type, struct FTW *f _unused_) {
+        char procs[PATH_MAX], c;
+        _cleanup_close_ int fd = -1;
+
+        if (type != FTW_D)
+                return 0;
+        snprintf(procs, sizeof procs, "%s/cgroup.procs", path);
+        fd = open(procs, O_RDONLY | O_CLOEXEC);
+        /* Unreadable: count it as a live run's, to be left alone. */
+        if (fd < 0 || read(fd, &c, 1) != 0) {
+                cgroup_populated = true;
+                return 1;
+        }
+        return 0;
+}
+
+static int rmdir_one(const char *path, const struct stat *st _unused_, int type, struct FTW *f _unused_) {
+        if (type == FTW_DP)
+                (void) rmdir(path);
+        return 0;
+}
+
+/* What a container's systemd made below (rmdir fails on a cgroup that still holds a process). */
+static void cgroup_remove_tree(const char *dir) {
+        (void) nftw(dir, rmdir_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+/* A run killed with SIGKILL left its cgroups behind. Only trees without a process in them go: a live
+ * run's hold its nspawns, and removing the empty unit cgroups of its containers is the very trouble
+ * we avoid. */
+static void cgroup_sweep(const char *our_dir) {
+        _cleanup_closedir_ DIR *d = opendir(our_dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                _cleanup_free_ char *run = NULL;
+
+                if (de->d_type != DT_DIR || !startswith(de->d_name, CGROUP_RUN_PREFIX) ||
+                    asprintf(&run, "%s/%s", our_dir, de->d_name) < 0)
+                        continue;
+                cgroup_populated = false;
+                if (nftw(run, note_populated, 16, FTW_PHYS | FTW_MOUNT) < 0 || cgroup_populated)
+                        continue;
+                cgroup_remove_tree(run);
+        }
+}
+
+/* Where we may not make one, nspawn runs where we are, as it would without this. */
+static void cgroups_make(Container *c) {
+        static char run_id[17];
+        char *dirs[2] = {};
+        size_t n = cgroup_our_dirs(dirs);
+        sd_id128_t id;
+
+        if (!run_id[0]) {
+                for (size_t i = 0; i < n; i++)
+                        cgroup_sweep(dirs[i]);
+                if (sd_id128_randomize(&id) >= 0)
+                        snprintf(run_id, sizeof run_id, "%016" PRIx64, id.qwords[0]);
+        }
+        for (size_t i = 0, k = 0; i < n; i++) {
+                _cleanup_free_ char *run = NULL, *node = NULL;
+
+                if (run_id[0] && asprintf(&run, "%s/" CGROUP_RUN_PREFIX "%s", dirs[i], run_id) >= 0 &&
+                    asprintf(&node, "%s/%s", run, c->cfg.name) >= 0 && (mkdir(run, 0755) >= 0 || errno == EEXIST) &&
+                    (mkdir(node, 0755) >= 0 || errno == EEXIST))
+                        c->cgroups[k++] = TAKE_PTR(node);
+                free(dirs[i]);
+        }
+}
+
+/* In the child, before exec. Makes them again: a run starting meanwhile may have taken them for a
+ * dead run's (it saw no process in them). */
+static void cgroups_join(char *const *cgroups, size_t n) {
+        char path[PATH_MAX];
+
+        for (size_t i = 0; i < n && cgroups[i]; i++) {
+                char *slash;
+                int fd;
+
+                snprintf(path, sizeof path, "%s", cgroups[i]);
+                slash = strrchr(path, '/');
+                *slash = '\0';
+                (void) mkdir(path, 0755);
+                *slash = '/';
+                (void) mkdir(path, 0755);
+                snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[i]);
+                fd = open(path, O_WRONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                (void) !write(fd, "0", 1);
+                close(fd);
+        }
+}
+
+/* Once nspawn is gone: what its container's systemd left below, the node's cgroup, and the run's when
+ * it was the last. */
+static void cgroups_remove(Container *c) {
+        for (size_t i = 0; i < ELEMENTSOF(c->cgroups); i++) {
+                _cleanup_free_ char *cg = TAKE_PTR(c->cgroups[i]);
+
+                if (!cg)
+                        continue;
+                cgroup_remove_tree(cg);
+                *strrchr(cg, '/') = '\0';
+                (void) rmdir(cg);
+        }
 }
 
 /* ---- starting nspawn ---- */
@@ -958,13 +1239,16 @@ static int spawn_nspawn(Container *c) {
                 r = -errno;
                 goto fail_pipe;
         }
+        cgroups_make(c);
         c->nspawn = fork();
         if (c->nspawn < 0) {
                 r = -errno;
+                cgroups_remove(c);
                 goto fail_pipe;
         }
         if (c->nspawn == 0) {
                 child_setup(out[1], parent);
+                cgroups_join(c->cgroups, ELEMENTSOF(c->cgroups));
                 if (c->cfg.start_script)
                         keeper_main(argv, envp, c->image->root);
                 exec_nspawn(argv, envp);
@@ -1007,6 +1291,7 @@ fail_child:
         }
         c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
         c->nspawn = 0;
+        cgroups_remove(c);
         return r;
 fail_pipe:
         close(out[0]);
@@ -1275,6 +1560,7 @@ static void container_destroy(Container *c) {
         exec_cancel(TAKE_PTR(c->env_job));
         /* Owns nspawn: waits for it. */
         c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        cgroups_remove(c);
         c->console_source = sd_event_source_disable_unref(c->console_source);
         c->notify_source = sd_event_source_disable_unref(c->notify_source);   /* closes notify_fd */
         c->boot_timer = sd_event_source_disable_unref(c->boot_timer);

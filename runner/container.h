@@ -34,7 +34,8 @@ typedef struct ContainerConfig {
         char **bind;                   /* systemd-nspawn --bind= values: SRC[:DEST[:OPTIONS]] */
         char **bind_ro;                /* --bind-ro= values */
         char **devices;                /* device nodes handed in (bound at the same path) */
-        char **env;                    /* KEY=VALUE for the container's PID 1 */
+        char **env;                    /* KEY=VALUE for the container's PID 1, and for commands (over
+                                        * the login environment) */
         char **extra_args;             /* more systemd-nspawn arguments, appended as they are */
         uint64_t boot_timeout_usec;    /* 0: 90 s */
         uint64_t shutdown_timeout_usec;/* 0: 30 s; then the container is killed */
@@ -49,7 +50,8 @@ typedef struct ContainerCallbacks {
         /* Once per boot (start, reboot, or a reboot the node did itself): error 0 and message NULL
          * when READY=1 arrived and commands can run (the login environment is computed by then);
          * else a negative errno (-ETIMEDOUT, -ECHILD: nspawn exited, -ECANCELED: shut down or
-         * crashed first) and a message naming the node, what happened and its last console lines.
+         * crashed first, -EMFILE: its systemd said it ran out of inotify instances, on the console or
+         * in the journal) and a message naming the node, what happened and its last console lines.
          * A failed boot is followed by on_exit, unless nspawn never started (bad files, say). */
         void (*on_ready)(Container *c, int error, const char *message);
         /* systemd-nspawn exited for good (not for a reboot): exit status, or 128+signal. */
@@ -66,10 +68,12 @@ typedef struct ContainerCallbacks {
         void (*on_journal_line)(Container *c, const char *line, size_t len);
 } ContainerCallbacks;
 
-/* Before booting n containers: systemd-nspawn must exist, and fs.inotify.max_user_instances must
- * allow n more containers (about 8 instances each): if it is too low it is raised (a global
- * setting: the message says so). Returns 0, 1 if it raised the limit, or a negative errno; with a
- * message in *ret_message (free it) in the last two cases. */
+/* Before booting n containers: systemd-nspawn must exist, and as many inotify instances as n more
+ * containers need (about 9 each) must be free under fs.inotify.max_user_instances, counting those
+ * that other containers and daemons hold (it creates them to count, and closes them at once): if too
+ * few are, the limit is raised by the shortfall (a global setting: the message says so). Returns 0, 1
+ * if it raised the limit, or a negative errno; with a message in *ret_message (free it) in the last
+ * two cases. */
 int container_preflight(unsigned n_containers, char **ret_message);
 
 /* Copies cfg. SIGCHLD must be blocked. Call from a private mount namespace: the root is built
@@ -86,12 +90,18 @@ int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallba
 int container_add_file(Container *c, const HostImageFile *f);
 
 /* Returns at once; on_ready tells the outcome. -EBUSY if it runs already.
+ * systemd-nspawn runs in a cgroup of its own, <our cgroup>/moonrig-<run>/<node> in each hierarchy
+ * nspawn uses (its container goes in payload/ below), removed once nspawn exits: containers that
+ * shared one cgroup would remove each other's unit cgroups. The first start of a process removes the
+ * moonrig-* cgroups without a process in them that a killed run left. Where we may not make cgroups,
+ * nspawn runs in ours.
  * A start script is run instead of systemd-nspawn: cwd the state directory, stdin /dev/null, its
  * output read as console lines, and only RUN_NSPAWN_ROOT_DIR=<state dir>, RUN_NSPAWN_SHARED_DIR=
  * <shared dir> (if any), NOTIFY_SOCKET=<ours> and PATH=/usr/sbin:/usr/bin:/sbin:/bin in its
  * environment; it is ready once nspawn passes on READY=1 and X_NSPAWN_LEADER_PID, and exiting
- * before that fails the boot with its last output lines. It runs under a keeper process of ours that
- * reaps whatever the script leaves behind; the node is down once the script and all that are gone.
+ * before that fails the boot with its last output lines. It runs (in the node's cgroup) under a
+ * keeper process of ours that reaps whatever the script leaves behind; the node is down once the
+ * script and all that are gone.
  * An exit status of 133 (nspawn's reboot) starts the script again. */
 int container_start(Container *c);
 
@@ -126,8 +136,9 @@ const char *container_root(Container *c);/* the booted tree (a start script's: t
                                           * NULL before the first start */
 void *container_userdata(Container *c);
 
-/* Commands, once ready: the login environment (computed once per boot), the shell (bash, or
- * /bin/sh without pipefail) and the working directory (/root, else /). */
+/* Commands, once ready: the login environment (computed once per boot, with cfg.env set over what
+ * /etc/profile set), the shell (bash, or /bin/sh without pipefail) and the working directory (/root,
+ * else /). */
 char **container_login_env(Container *c);
 const char *container_shell(Container *c);
 const char *container_cwd(Container *c);
@@ -144,3 +155,6 @@ char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const
 char **container_script_argv(const ContainerConfig *cfg);
 char **container_script_env(const char *root_dir, const char *shared_dir, const char *notify_socket);
 bool container_name_is_valid(const char *name);
+/* Sets each "NAME=value" of add in the NULL-terminated *env (which may be NULL), over an assignment
+ * of the same NAME, else at the end; an entry without '=' is skipped. 0 or -ENOMEM. */
+int container_env_merge(char ***env, char *const *add);

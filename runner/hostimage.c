@@ -15,10 +15,18 @@
 #include "hostimage.h"
 #include "util.h"
 
-/* Lean boot: no gettys on the console, no SysV scripts started behind systemd's back. */
+/* Lean boot: no gettys on the console, no SysV scripts started behind systemd's back, and none of
+ * the generators that read the host's disks and kernel command line (its /etc/crypttab, resume=):
+ * they have nothing to do in a node, and each costs about 5 ms of CPU at every boot. */
 static const char *const masked_generators[] = {
         "systemd-getty-generator",
         "systemd-sysv-generator",
+        "systemd-cryptsetup-generator",
+        "systemd-integritysetup-generator",
+        "systemd-veritysetup-generator",
+        "systemd-gpt-auto-generator",
+        "systemd-hibernate-resume-generator",
+        "systemd-system-update-generator",
 };
 
 /* Nothing in a lean Debian system pulls in network.target, and it refuses a manual start: without

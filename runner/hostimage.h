@@ -8,8 +8,8 @@
  *                           usr/..., etc and var (overlays, below), home, root, srv, opt, mnt, tmp
  *   etc.layer/, var.layer/  the node's own layer, rebuilt at each prepare, between the host's /etc
  *                           (/var) and the writable layer: hostname, machine-id, the node's files,
- *                           enabled services, moonrig-network.target, an empty fstab, masked getty
- *                           and SysV generators, and a whiteout for each unit the host enabled in
+ *                           enabled services, moonrig-network.target, an empty fstab, masked getty,
+ *                           SysV and disk generators, and a whiteout for each unit the host enabled in
  *                           /etc/systemd/{system,user}/ *.wants|*.requires (a lean boot: host
  *                           services start only when the node lists them, and stay startable);
  *                           in /var, an empty opaque log/journal that hides the host's journal

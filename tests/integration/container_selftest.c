@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/mount.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -394,6 +396,14 @@ static const char unit_slow[] =
         "[Unit]\nDescription=a unit that holds the boot\n"
         "[Service]\nType=oneshot\nExecStart=/bin/sleep 60\n";
 
+/* What /etc/profile sets: the node's env goes over it. */
+static const char profile_env[] = "export MOONRIG_SELFTEST=from-profile MOONRIG_PROFILE_ONLY=yes\n";
+
+static char *cgroup_of(pid_t pid, bool unified);
+static char *cgroup_dir(bool unified, const char *cg, const char *more);
+static bool cgroup_exists(bool unified, const char *cg, const char *more);
+static char *run_cgroup[2];   /* our run's cgroup in name=systemd's hierarchy, the unified one */
+
 static Node *boot_alpha(void) {
         static char source[PATH_MAX];
         HostImageFile files[] = {
@@ -402,9 +412,10 @@ static Node *boot_alpha(void) {
                 { .path = "/etc/systemd/system/hello.service", .content = unit_hello, .len = sizeof unit_hello - 1 },
                 { .path = "/var/lib/moonrig/data", .content = "var file\n", .len = 9 },
                 { .path = "/srv/copied", .source = source },
+                { .path = "/etc/profile.d/moonrig-selftest.sh", .content = profile_env, .len = sizeof profile_env - 1 },
         };
         char *services[] = { (char *) "hello", NULL };
-        char *env[] = { (char *) "MOONRIG_SELFTEST=pid1", NULL };
+        char *env[] = { (char *) "MOONRIG_SELFTEST=pid1", (char *) "MOONRIG_SPACES=a  b=c", NULL };
         char *devices[] = { (char *) "/dev/kvm", NULL };
         char bind[2 * PATH_MAX], bind_ro[2 * PATH_MAX], dir[PATH_MAX + 16];
         char *binds[] = { bind, NULL }, *binds_ro[] = { bind_ro, NULL };
@@ -440,6 +451,12 @@ static Node *boot_alpha(void) {
                 return NULL;
         }
         check(n->n_leader == 1, "alpha: on_leader called once before ready (%u)", n->n_leader);
+        for (int u = 0; u < 2; u++) {
+                _cleanup_free_ char *cg = cgroup_of(container_leader(n->c), u);
+                char *p = cg ? strstr(cg, "/moonrig-") : NULL;
+                if (p && strchr(p + 1, '/'))
+                        run_cgroup[u] = strndup(cg, strchr(p + 1, '/') - cg);
+        }
         return n;
 }
 
@@ -600,6 +617,8 @@ static void test_binds(Node *n) {
         check(output_is(n, "touch /mnt/ro/f 2>/dev/null || echo refused", "refused\n"), "bind_ro: read-only inside");
         check(output_is(n, "tr '\\0' '\\n' < /proc/1/environ | grep ^MOONRIG_SELFTEST=", "MOONRIG_SELFTEST=pid1\n"),
               "env reaches the container's PID 1");
+        check(output_is(n, "echo \"$MOONRIG_SELFTEST|$MOONRIG_SPACES|$MOONRIG_PROFILE_ONLY\"", "pid1|a  b=c|yes\n"),
+              "env holds for commands too, over what /etc/profile set (which stays for the rest)");
         if (access("/dev/kvm", F_OK) == 0)
                 check(output_is(n, "test -c /dev/kvm && exec 3<>/dev/kvm && echo opened", "opened\n"),
                       "devices: /dev/kvm is handed in and can be opened");
@@ -665,6 +684,7 @@ static void test_reboot(Node *n) {
               "reboot keeps files written in /root and /etc");
         id2 = succeed(n, "cat /etc/machine-id");
         check(id1 && id2 && streq(id1, id2), "reboot keeps the machine id");
+        check(output_is(n, "echo \"$MOONRIG_SELFTEST\"", "pid1\n"), "reboot: env holds for commands again");
 }
 
 static void test_shutdown(Node *n) {
@@ -764,6 +784,7 @@ static void test_reuse(void) {
               "... and finds what alpha wrote in /root and /etc");
         check(output_is(n, "test -e /etc/moonrig-test.conf || echo gone", "gone\n"),
               "... but not alpha's files, which were not given to it");
+        check(output_is(n, "echo \"${MOONRIG_SELFTEST-unset}\"", "unset\n"), "... nor alpha's env");
         node_free(n);
 }
 
@@ -843,9 +864,26 @@ static void test_bad_file(void) {
         node_free(n);
 }
 
+/* The CPU time the node's cgroup (nspawn and its container) used so far. */
+static bool boot_cpu_usec(Node *n, uint64_t *ret) {
+        _cleanup_free_ char *cg = cgroup_of(container_leader(n->c), true), *stat = NULL;
+        char *p = cg ? strstr(cg, "/payload") : NULL;
+        unsigned long long usec;
+
+        if (!p)
+                return false;
+        strcpy(p, "/cpu.stat");
+        _cleanup_free_ char *path = cgroup_dir(true, cg, NULL);
+        stat = path ? read_file(path) : NULL;
+        if (!stat || sscanf(stat, "usage_usec %llu", &usec) != 1)
+                return false;
+        *ret = usec;
+        return true;
+}
+
 static void test_ready_median(void) {
-        uint64_t v[5];
-        unsigned ok = 0;
+        uint64_t v[5], cpu[5];
+        unsigned ok = 0, n_cpu = 0;
 
         for (int i = 0; i < 5; i++) {
                 char name[32];
@@ -856,6 +894,8 @@ static void test_ready_median(void) {
                         return;
                 if (node_start(n) >= 0 && node_wait_ready(n, 60)) {
                         v[ok++] = n->ready_at - n->started;
+                        if (boot_cpu_usec(n, &cpu[n_cpu]))
+                                n_cpu++;
                         container_shutdown(n->c);
                         run_until(&n->exited, 30);
                 }
@@ -866,6 +906,11 @@ static void test_ready_median(void) {
                 uint64_t m = median(v, 5);
                 note("time to ready (container_start to on_ready, login env included), median of 5: %.3f s "
                      "(min %.3f, max %.3f)", m / 1e6, v[0] / 1e6, v[4] / 1e6);
+        }
+        if (n_cpu == 5) {
+                uint64_t m = median(cpu, 5);
+                note("CPU to ready (its own cgroup: nspawn and the container), median of 5: %.1f ms (min %.1f, max %.1f)",
+                     m / 1e3, cpu[0] / 1e3, cpu[4] / 1e3);
         }
 }
 
@@ -898,6 +943,282 @@ static void test_parallel(void) {
         }
         for (int i = 0; i < 3; i++)
                 node_free(n[i]);
+}
+
+/* ---- a cgroup of its own ---- */
+
+static const char *cgroup_mount(bool unified) {
+        if (!unified)
+                return access("/sys/fs/cgroup/systemd/cgroup.procs", F_OK) == 0 ? "/sys/fs/cgroup/systemd" : NULL;
+        if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
+                return "/sys/fs/cgroup/unified";
+        return access("/sys/fs/cgroup/cgroup.procs", F_OK) == 0 ? "/sys/fs/cgroup" : NULL;
+}
+
+/* The cgroup in the unified hierarchy or in name=systemd's, from the text of a /proc/PID/cgroup. */
+static char *cgroup_in(const char *text, bool unified) {
+        for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+                size_t l = strcspn(line, "\n");
+                const char *p = NULL;
+                if (unified && startswith(line, "0::"))
+                        p = line + 3;
+                else if (!unified && (p = memmem(line, l, ":name=systemd:", strlen(":name=systemd:"))))
+                        p += strlen(":name=systemd:");
+                if (p)
+                        return strndup(p, line + l - p);
+        }
+        return NULL;
+}
+
+/* pid's (0: ours). */
+static char *cgroup_of(pid_t pid, bool unified) {
+        char path[64];
+        _cleanup_free_ char *text = NULL;
+
+        if (pid > 0)
+                snprintf(path, sizeof path, "/proc/%d/cgroup", (int) pid);
+        else
+                snprintf(path, sizeof path, "/proc/self/cgroup");
+        text = read_file(path);
+        return cgroup_in(text, unified);
+}
+
+/* The directory of cgroup `cg` (a path from /proc/PID/cgroup), with `more` appended. */
+static char *cgroup_dir(bool unified, const char *cg, const char *more) {
+        char *d = NULL;
+
+        if (!cgroup_mount(unified) ||
+            asprintf(&d, "%s%s%s", cgroup_mount(unified), cg && !streq(cg, "/") ? cg : "", more ?: "") < 0)
+                return NULL;
+        return d;
+}
+
+static bool cgroup_exists(bool unified, const char *cg, const char *more) {
+        _cleanup_free_ char *d = cgroup_dir(unified, cg, more);
+        return d && access(d, F_OK) == 0;
+}
+
+static pid_t parent_of(pid_t pid) {
+        char path[64];
+        _cleanup_fclose_ FILE *f = NULL;
+        int ppid = 0;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        /* The name may hold spaces and parentheses: the fields start after its last ')'. */
+        if (f) {
+                char buf[1024];
+                size_t l = fread(buf, 1, sizeof buf - 1, f);
+                buf[l] = '\0';
+                char *p = strrchr(buf, ')');
+                if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+                        ppid = 0;
+        }
+        return ppid;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+        size_t l = s ? strlen(s) : 0, m = strlen(suffix);
+        return s && l >= m && streq(s + l - m, suffix);
+}
+
+static int rmdir_only(const char *p, const struct stat *st _unused_, int t, struct FTW *f _unused_) {
+        return t == FTW_DP ? rmdir(p) : 0;
+}
+
+static pid_t cgroup_live_pid;
+static bool cgroup_stale_made;
+/* Named after our temporary directory: another selftest may run beside us. */
+static char stale_dead[64], stale_live[64];
+
+/* Before the first container start: what a run killed with SIGKILL leaves under our cgroup (empty
+ * cgroups), and a live run's (a process in one of them, empty ones beside it). */
+static void cgroup_stale_setup(void) {
+        static const char *const below[] = { "", "/n1", "/n1/payload", "/n1/payload/system.slice", "/n1/supervisor" };
+
+        snprintf(stale_dead, sizeof stale_dead, "/moonrig-selftestdead-%s", strrchr(tmp_dir, '-') + 1);
+        snprintf(stale_live, sizeof stale_live, "/moonrig-selftestlive-%s", strrchr(tmp_dir, '-') + 1);
+        cgroup_live_pid = fork();
+        if (cgroup_live_pid == 0) {
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                for (;;)
+                        pause();
+        }
+        for (int u = 0; u < 2; u++) {
+                _cleanup_free_ char *ours = cgroup_of(0, u);
+                if (!ours || !cgroup_mount(u))
+                        continue;
+                for (size_t i = 0; i < 2 * ELEMENTSOF(below); i++) {
+                        char rel[128];
+                        snprintf(rel, sizeof rel, "%s%s", i % 2 ? stale_live : stale_dead, below[i / 2]);
+                        _cleanup_free_ char *d = cgroup_dir(u, ours, rel);
+                        if (d)
+                                (void) mkdir(d, 0755);
+                }
+                char pid[32], rel[128];
+                snprintf(rel, sizeof rel, "%s/n1/supervisor/cgroup.procs", stale_live);
+                _cleanup_free_ char *procs = cgroup_dir(u, ours, rel);
+                snprintf(pid, sizeof pid, "%d", (int) cgroup_live_pid);
+                _cleanup_close_ int fd = procs ? open(procs, O_WRONLY | O_CLOEXEC) : -1;
+                if (fd >= 0 && write(fd, pid, strlen(pid)) == (ssize_t) strlen(pid))
+                        cgroup_stale_made = true;
+        }
+}
+
+static void test_cgroups(void) {
+        Node *n[2] = {};
+        char *ours[2] = { cgroup_of(0, true), cgroup_of(0, false) };
+        char *run[2] = {};
+        bool all = true;
+
+        if (cgroup_live_pid > 0) {
+                bool dead_gone = true, live_kept = true;
+                for (int u = 0; u < 2; u++) {
+                        if (!ours[!u] || !cgroup_mount(u))
+                                continue;
+                        char rel[128];
+                        snprintf(rel, sizeof rel, "%s/n1/payload/system.slice", stale_live);
+                        dead_gone = dead_gone && !cgroup_exists(u, ours[!u], stale_dead);
+                        live_kept = live_kept && cgroup_exists(u, ours[!u], rel);
+                }
+                check(cgroup_stale_made && dead_gone,
+                      "cgroups: the first start removed a dead run's empty moonrig-* cgroups");
+                check(cgroup_stale_made && live_kept,
+                      "cgroups: ... but left a live run's alone, its empty ones too");
+                (void) kill(cgroup_live_pid, SIGKILL);
+                (void) waitpid(cgroup_live_pid, NULL, 0);
+                cgroup_live_pid = 0;
+                for (int u = 0; u < 2; u++) {
+                        _cleanup_free_ char *d = ours[!u] ? cgroup_dir(u, ours[!u], stale_live) : NULL;
+                        if (d)
+                                (void) nftw(d, rmdir_only, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+                }
+        }
+
+        for (int i = 0; i < 2; i++) {
+                char name[32];
+                snprintf(name, sizeof name, "cg%d", i + 1);
+                ContainerConfig cfg = { .name = name };
+                n[i] = node_new(&cfg);
+                if (!n[i] || node_start(n[i]) < 0)
+                        all = false;
+        }
+        for (int i = 0; i < 2 && all; i++)
+                all = node_wait_ready(n[i], 60);
+        if (!check(all, "cgroups: two containers booted at once"))
+                goto out;
+
+        /* index u: 1 for the unified hierarchy, 0 for name=systemd's; ours[] is the other way round. */
+        for (int u = 0; u < 2; u++) {
+                _cleanup_free_ char *a = NULL, *b = NULL, *na = NULL, *nb = NULL;
+                char want_a[64], want_b[64];
+                if (!ours[!u] || !cgroup_mount(u))
+                        continue;
+                a = cgroup_of(container_leader(n[0]->c), u);
+                b = cgroup_of(container_leader(n[1]->c), u);
+                na = cgroup_of(parent_of(container_leader(n[0]->c)), u);
+                nb = cgroup_of(parent_of(container_leader(n[1]->c)), u);
+                snprintf(want_a, sizeof want_a, "/cg1/payload/init.scope");
+                snprintf(want_b, sizeof want_b, "/cg2/payload/init.scope");
+                note("cgroups (%s): cg1's systemd in %s, its nspawn in %s; cg2's systemd in %s",
+                     u ? "unified" : "name=systemd", a ?: "?", na ?: "?", b ?: "?");
+                run[u] = a && strstr(a, "/moonrig-") ? strndup(a, strstr(a, "/cg1/") - a) : NULL;
+                check(run[u] && startswith(a, ours[!u]) && ends_with(a, want_a) && ends_with(b, want_b) &&
+                              startswith(b, run[u]) && ends_with(na, "/cg1/supervisor") && ends_with(nb, "/cg2/supervisor"),
+                      "cgroups (%s): each container has its own, <ours>/moonrig-<run>/<node>/payload",
+                      u ? "unified" : "name=systemd");
+        }
+        /* Units started in both at once: with one shared cgroup tree, each systemd removed the unit
+         * cgroups the other had just made. */
+        for (int i = 0; i < 2; i++)
+                free(succeed(n[i], "for i in $(seq 8); do systemd-run -q --unit=cgtest$i true; done; "
+                                   "systemctl restart systemd-logind dbus"));
+        run_for(1.0);
+        for (int i = 0; i < 2; i++) {
+                bool clean = !(n[i]->console && strstr(n[i]->console, "Failed to attach")) &&
+                             !(n[i]->journal && strstr(n[i]->journal, "Failed to attach"));
+                check(clean, "cgroups: no \"Failed to attach\" in cg%d's console or journal (%u journal lines)", i + 1,
+                      n[i]->n_journal);
+                for (const char *t = n[i]->journal, *p; !clean && t && (p = strstr(t, "Failed to attach")); t = p + 1)
+                        note("cg%d: ...%.*s", i + 1, (int) strcspn(p, "\n"), p);
+        }
+
+        /* A shutdown removes the node's cgroups, the run's stays for the other node; a crash removes the
+         * last node's and the run's. */
+        all = container_shutdown(n[0]->c) >= 0 && run_until(&n[0]->exited, 30);
+        for (int u = 0; u < 2; u++)
+                if (run[u])
+                        check(all && !cgroup_exists(u, run[u], "/cg1") && cgroup_exists(u, run[u], "/cg2/payload"),
+                              "cgroups (%s): cg1's are gone once it shut down, cg2's stay",
+                              u ? "unified" : "name=systemd");
+        container_crash(n[1]->c);
+        all = run_until(&n[1]->exited, 15);
+        for (int u = 0; u < 2; u++)
+                if (run[u])
+                        check(all && !cgroup_exists(u, run[u], NULL),
+                              "cgroups (%s): cg2's and the run's are gone once it was crashed",
+                              u ? "unified" : "name=systemd");
+out:
+        for (int i = 0; i < 2; i++) {
+                node_free(n[i]);
+                free(run[i]);
+                free(ours[i]);
+        }
+}
+
+/* ---- inotify ---- */
+
+/* A boot-time unit says what a systemd out of inotify instances says, then holds the boot. */
+static void inotify_starved_boot(const char *name, bool journal) {
+        static const char unit_console[] =
+                "[Unit]\nDescription=says its systemd is out of inotify instances\n"
+                "[Service]\nType=oneshot\nStandardOutput=journal+console\n"
+                "ExecStart=/bin/echo 'Failed to allocate inotify fd: Too many open files'\nExecStart=/bin/sleep 60\n"
+                "[Install]\nWantedBy=multi-user.target\n";
+        static const char unit_journal[] =
+                "[Unit]\nDescription=says its systemd is out of inotify instances\n"
+                "[Service]\nType=oneshot\nStandardOutput=journal\n"
+                "ExecStart=/bin/echo 'Failed to create inotify object: Too many open files'\nExecStart=/bin/sleep 60\n"
+                "[Install]\nWantedBy=multi-user.target\n";
+        HostImageFile files[] = {
+                { .path = "/etc/systemd/system/starve.service", .content = journal ? unit_journal : unit_console,
+                  .len = journal ? sizeof unit_journal - 1 : sizeof unit_console - 1 },
+        };
+        char *services[] = { (char *) "starve", NULL };
+        ContainerConfig cfg = {
+                .name = name, .files = files, .n_files = 1, .services = services, .boot_timeout_usec = 60 * SEC,
+        };
+        char state[PATH_MAX];
+        Node *n = calloc(1, sizeof *n);
+        int r;
+
+        snprintf(state, sizeof state, "%s/%s", tmp_dir, name);
+        cfg.state_dir = state;
+        cfg.shared_dir = shared_dir;
+        r = container_new(event, &cfg, journal ? &callbacks : &callbacks_no_journal, n, &n->c);
+        if (!check(r >= 0, "container_new %s", name)) {
+                free(n);
+                return;
+        }
+        bool ok = node_start(n) >= 0 && run_until(&n->ready_called, 60);
+        double t = (n->ready_at - n->started) / 1e6;
+        bool said = journal ? n->journal && strstr(n->journal, "Failed to create inotify object: Too many open files")
+                            : n->console && strstr(n->console, "Failed to allocate inotify fd: Too many open files");
+        check(ok && said && n->ready_error == -EMFILE && t < 30 && n->ready_message &&
+                      strstr(n->ready_message, "ran out of inotify instances") &&
+                      strstr(n->ready_message, "sysctl -w fs.inotify.max_user_instances=") &&
+                      !strstr(n->ready_message, "see container_preflight"),
+              "inotify, the line through the %s: the boot fails at once with -EMFILE (%s, %.2f s)",
+              journal ? "journal" : "console", n->ready_error ? strerror(-n->ready_error) : "ready", t);
+        if (n->ready_message)
+                note("the message: %.300s", n->ready_message);
+        check(run_until(&n->exited, 15), "inotify: the %s node is killed, on_exit follows", name);
+        node_free(n);
+}
+
+static void test_inotify(void) {
+        inotify_starved_boot("starved-console", false);
+        inotify_starved_boot("starved-journal", true);
 }
 
 /* ---- the journal ---- */
@@ -1225,6 +1546,7 @@ static const char launcher_fmt[] =
         "echo \"launcher: starting $0 $*\"\n"
         "env > \"$RUN_NSPAWN_SHARED_DIR/launcher-env\"\n"
         "pwd > \"$RUN_NSPAWN_SHARED_DIR/launcher-cwd\"\n"
+        "cat /proc/self/cgroup > \"$RUN_NSPAWN_SHARED_DIR/launcher-cgroup\"\n"
         "rm -f \"$RUN_NSPAWN_SHARED_DIR/launcher-cleanup\"\n"
         "unshare --mount --propagation private sh -c 'img=$0 root=$1 shared=$2; shift 2; "
         "mount --rbind \"$img\" \"$root\" && exec systemd-nspawn --quiet --notify-ready=yes --keep-unit "
@@ -1336,6 +1658,20 @@ static void test_script(void) {
               "start script: its journal is followed (%u lines)", n->n_journal);
         check(output_is(n, "tr '\\0' '\\n' < /proc/1/environ | grep ^MOONRIG_FROM", "MOONRIG_FROM_SCRIPT_ARGS=yes\n"),
               "start script: its arguments reached systemd-nspawn");
+        _cleanup_free_ char *script_cg = shared_file("launcher-cgroup");
+        char *node_cg[2] = {};
+        for (int u = 0; u < 2; u++) {
+                _cleanup_free_ char *launcher = cgroup_in(script_cg, u), *leader = NULL;
+                if (!cgroup_mount(u))
+                        continue;
+                leader = cgroup_of(container_leader(n->c), u);
+                if (launcher && strstr(launcher, "/moonrig-") && ends_with(launcher, "/scripted"))
+                        node_cg[u] = strdup(launcher);
+                check(node_cg[u] && leader && startswith(leader, node_cg[u]) &&
+                              streq(leader + strlen(node_cg[u]), "/payload/init.scope"),
+                      "start script (%s): the script runs in the node's own cgroup (%s), its container below (%s)",
+                      u ? "unified" : "name=systemd", launcher ?: "?", leader ?: "?");
+        }
 
         pid_t old = container_leader(n->c);
         n->ready_called = false;
@@ -1380,6 +1716,12 @@ static void test_script(void) {
         free(cleanup);
         cleanup = shared_file("launcher-cleanup");
         check(ok && cleanup, "start script: container_free stops it with SIGTERM too (%.2f s)", (now_usec() - t0) / 1e6);
+        for (int u = 0; u < 2; u++) {
+                if (node_cg[u])
+                        check(!cgroup_exists(u, node_cg[u], NULL), "start script (%s): its cgroup is gone with it",
+                              u ? "unified" : "name=systemd");
+                free(node_cg[u]);
+        }
         run_for(0.1);
         check(count_processes(false) == 1, "start script: nothing left running (%u processes)",
               count_processes(getenv("DEBUG_PROCS")));
@@ -1633,11 +1975,69 @@ out:
         check(!nix_created || access("/nix", F_OK) < 0, "nixos: the fake /nix is gone");
 }
 
+#define INOTIFY_SYSCTL "/proc/sys/fs/inotify/max_user_instances"
+
+/* How many inotify instances we may create now (others hold the rest of the limit). */
+static long inotify_free(void) {
+        struct rlimit old, lifted;
+        long n = 0;
+        int *fds = calloc(1 << 16, sizeof(int));
+
+        if (!fds || getrlimit(RLIMIT_NOFILE, &old) < 0) {
+                free(fds);
+                return -1;
+        }
+        lifted = (struct rlimit) { .rlim_cur = old.rlim_max, .rlim_max = old.rlim_max };
+        (void) setrlimit(RLIMIT_NOFILE, &lifted);
+        while (n < 1 << 16 && (fds[n] = inotify_init1(IN_CLOEXEC)) >= 0)
+                n++;
+        for (long i = 0; i < n; i++)
+                close(fds[i]);
+        (void) setrlimit(RLIMIT_NOFILE, &old);
+        free(fds);
+        return n;
+}
+
+static long read_long(const char *path) {
+        _cleanup_free_ char *t = read_file(path);
+        return t ? atol(t) : -1;
+}
+
 static void test_preflight(void) {
-        _cleanup_free_ char *m = NULL;
+        _cleanup_free_ char *m = NULL, *m2 = NULL;
         int r = container_preflight(4, &m);
+        long limit = read_long(INOTIFY_SYSCTL), free_now = inotify_free(), reported = -1, raised;
+        enum { HELD = 100 };
+        int held[HELD];
+        unsigned n;
 
         check(r >= 0, "preflight for 4 containers: %s", r == 0 ? "fine as it is" : m ?: strerror(-r));
+
+        /* More containers than the free instances allow, while others hold some of the limit (we stand
+         * in for them with 100): the limit goes up by the shortfall, 9 a container and 32 to spare. */
+        if (limit <= 0 || free_now < HELD + 1)
+                return;
+        for (int i = 0; i < HELD; i++)
+                held[i] = inotify_init1(IN_CLOEXEC);
+        free_now -= HELD;
+        limit = read_long(INOTIFY_SYSCTL);
+        n = (unsigned) (free_now / 9 + 10);
+        r = container_preflight(n, &m2);
+        raised = read_long(INOTIFY_SYSCTL);
+        for (int i = 0; i < HELD; i++)
+                if (held[i] >= 0)
+                        close(held[i]);
+        if (!m2 || !strchr(m2, '(') || sscanf(strchr(m2, '('), "(%ld were free", &reported) != 1)
+                reported = -1;
+        check(r == 1 && reported >= 0 && raised == limit + ((long) n * 9 + 32 - reported) && labs(reported - free_now) <= 32,
+              "preflight for %u containers, %ld instances free of %ld (%d held by \"others\"): raised to %ld (%s)", n,
+              free_now, limit, HELD, raised, m2 ?: "no message");
+        /* Set back: it is global. */
+        if (raised != limit) {
+                _cleanup_fclose_ FILE *f = fopen(INOTIFY_SYSCTL, "we");
+                if (f)
+                        fprintf(f, "%ld\n", limit);
+        }
 }
 
 static int rm_one(const char *p, const struct stat *st _unused_, int t, struct FTW *f _unused_) {
@@ -1684,6 +2084,8 @@ static int run_tests(void) {
         }
         n_fds = count_fds();
         TEST(preflight);
+        if (wanted("cgroups"))
+                cgroup_stale_setup();
         alpha = boot_alpha();
         if (alpha) {
                 TEST(basics, alpha);
@@ -1703,6 +2105,8 @@ static int run_tests(void) {
                 if (wanted("reboot"))
                         TEST(reuse);
         }
+        TEST(cgroups);
+        TEST(inotify);
         TEST(services_node);
         TEST(boot_failure);
         TEST(boot_timeout);
@@ -1721,6 +2125,12 @@ static int run_tests(void) {
               count_processes(false));
         hostimage_free(script_image);
         check(count_mounts_under(tmp_dir) == 0, "no mount under %s survives", tmp_dir);
+        for (int u = 0; u < 2; u++) {
+                if (run_cgroup[u])
+                        check(!cgroup_exists(u, run_cgroup[u], NULL), "no cgroup of ours survives (%s)",
+                              run_cgroup[u]);
+                free(run_cgroup[u]);
+        }
         check(count_fds() == n_fds, "no file descriptor leaked (%u open, %u at the start)", count_fds(), n_fds);
         nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
         sd_event_unref(event);

@@ -1,5 +1,6 @@
 /* test_container.c: the systemd-nspawn command line built from a node's configuration, a start
- * script's command line and environment, and the node name check. */
+ * script's command line and environment, the node name check, and the node's env set over a login
+ * environment. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,6 +142,44 @@ static void test_name(void **state) {
         assert_false(container_name_is_valid("caf\xc3\xa9"));
 }
 
+static char **strv_of(const char *const *v) {
+        size_t n = 0;
+        char **w;
+
+        while (v[n])
+                n++;
+        w = calloc(n + 1, sizeof(char *));
+        assert_non_null(w);
+        for (size_t i = 0; i < n; i++)
+                assert_non_null(w[i] = strdup(v[i]));
+        return w;
+}
+
+static void test_env_merge(void **state) {
+        static const char *const login[] = { "PATH=/usr/bin:/bin", "HOME=/root", "LANG=C", "PATHX=1", NULL };
+        char *add[] = {
+                (char *) "LANG=C.UTF-8", (char *) "PATH=/opt/bin", (char *) "NOEQUALS", (char *) "EMPTY=",
+                (char *) "NEW=a=b", (char *) "NEW=second", NULL,
+        };
+        static const char *const expected[] = {
+                "PATH=/opt/bin", "HOME=/root", "LANG=C.UTF-8", "PATHX=1", "EMPTY=", "NEW=second", NULL,
+        };
+        static const char *const from_nothing[] = { "A=1", NULL };
+        char *one[] = { (char *) "A=1", NULL };
+        char **env = strv_of(login), **none = NULL;
+
+        (void) state;
+        assert_int_equal(container_env_merge(&env, add), 0);
+        assert_argv(env, expected);
+        /* Nothing to add: unchanged. */
+        assert_int_equal(container_env_merge(&env, NULL), 0);
+        assert_argv(env, expected);
+        strv_free(env);
+        assert_int_equal(container_env_merge(&none, one), 0);
+        assert_argv(none, from_nothing);
+        strv_free(none);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_minimal),
@@ -149,6 +188,7 @@ int main(void) {
                 cmocka_unit_test(test_script_argv),
                 cmocka_unit_test(test_script_env),
                 cmocka_unit_test(test_name),
+                cmocka_unit_test(test_env_merge),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
