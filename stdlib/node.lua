@@ -238,7 +238,7 @@ local function declare_container(name, opts, start_script)
     name = name, kind = "container", _h = h, _started = false, _console_seen = 0,
     -- as the NixOS driver's machine attributes: the host side of /tmp/shared, the node's state
     shared_dir = root .. "/shared-xchg", state_dir = state_dir,
-    _vlans = node_vlans, _script = start_script,
+    _vlans = node_vlans, _script = start_script, _hostname = opts.hostname,
   }, Node)
   internal.add_node(node)
   return node
@@ -793,6 +793,22 @@ network_field = function(self, k)
   return nil
 end
 
+-- The plan's /etc/hosts, with a node's own hostname (hostname = "x") before its name, as NixOS
+-- lists "<hostname> <hostname>" for each machine.
+local function hosts_text()
+  local own = {}
+  for _, n in ipairs(sorted) do
+    if n._hostname and n._hostname ~= n.name then own[n.name] = n._hostname end
+  end
+  local lines = {}
+  for line in current_plan().hosts:gmatch("[^\n]+") do
+    local addr, name = line:match("^(%S+) (%S+)$")
+    if name and own[name] then line = addr .. " " .. own[name] .. " " .. name end
+    lines[#lines + 1] = line
+  end
+  return concat(lines, "\n") .. "\n"
+end
+
 -- Before a node's first boot: the bridges of its VLANs, its links and /etc/hosts.
 function internal.network_prepare(node)
   local links = links_of(node)
@@ -811,7 +827,7 @@ function internal.network_prepare(node)
   -- a start script's node (a NixOS container) makes its own network and /etc/hosts
   if node._links_set or node._script then return end
   node._h:set_links(links)
-  if #current_plan().vlans > 0 then node._h:add_file("/etc/hosts", current_plan().hosts) end
+  if #current_plan().vlans > 0 then node._h:add_file("/etc/hosts", hosts_text()) end
   if #links > 0 then
     -- The links are attached as the node's init starts (internal: on_leader); this unit makes
     -- units ordered after network.target wait for them even on a loaded host.

@@ -14,6 +14,9 @@ subtest("hostname", function()
   expect.eq(a:succeed("cat /etc/hostname"), "other\n")
   expect.eq(a:succeed("uname -n"), "other\n")
   expect.eq(b:succeed("hostname"), "b\n")
+  -- other nodes reach it by its hostname and by its node name
+  expect.contains(b:succeed("cat /etc/hosts"), "192.168.1.1 other a\n")
+  b:succeed("ping -c1 -W5 other", "ping -c1 -W5 a")
 end)
 
 subtest("env in commands", function()
