@@ -35,6 +35,7 @@ typedef struct WaitList {
 /* One of the node's links: a veth whose peer is born in the node's network namespace. */
 typedef struct NodeLink {
         char *host_ifname, *bridge, *ifname, *mac, *ip_cidr, *ipv6_cidr;
+        bool blocked;              /* block() holds across reboots: the new host end starts down */
 } NodeLink;
 
 typedef struct Node {
@@ -236,6 +237,8 @@ static void on_leader(Container *c, pid_t leader) {
                         .ipv6_cidr = l->ipv6_cidr,
                 };
                 int r = net_veth_add(net, &v);
+                if (r >= 0 && l->blocked)
+                        r = net_link_set_up(net, l->host_ifname, false);
                 if (r < 0) {
                         free(n->link_error);
                         if (asprintf(&n->link_error, "%s: cannot attach its network link %s: %s", n->name,
@@ -550,6 +553,16 @@ static int l_set_links(lua_State *L) {
         links_free(n);
         n->links = v;
         n->n_links = k;
+        return 0;
+}
+
+/* h:set_link_blocked(host_ifname, blocked): remembered for the node's next boots. */
+static int l_set_link_blocked(lua_State *L) {
+        Node *n = check_node(L, 1);
+        const char *host = luaL_checkstring(L, 2);
+        for (size_t i = 0; i < n->n_links; i++)
+                if (streq(n->links[i].host_ifname, host))
+                        n->links[i].blocked = lua_toboolean(L, 3);
         return 0;
 }
 
@@ -1079,6 +1092,7 @@ void bridge_open_nodes(lua_State *L) {
                 { "start", l_start },
                 { "set_links", l_set_links },
                 { "add_file", l_add_file },
+                { "set_link_blocked", l_set_link_blocked },
                 { "wait_ready", l_wait_ready },
                 { "wait_exit", l_wait_exit },
                 { "shutdown", l_shutdown },

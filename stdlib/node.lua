@@ -826,7 +826,7 @@ function internal.network_prepare(node)
   end
   -- a start script's node (a NixOS container) makes its own network and /etc/hosts
   if node._links_set or node._script then return end
-  node._h:set_links(links)
+  internal.network_prepare_links(node)
   if #current_plan().vlans > 0 then node._h:add_file("/etc/hosts", hosts_text()) end
   if #links > 0 then
     -- The links are attached as the node's init starts (internal: on_leader); this unit makes
@@ -837,6 +837,13 @@ function internal.network_prepare(node)
       "[Unit]\nWants=moonrig-links.service\nAfter=moonrig-links.service\n")
   end
   node._links_set = true
+end
+
+-- The node's links, handed to its handle once (block() before the first start needs them too).
+function internal.network_prepare_links(node)
+  if node._links_handed or node._script then return end
+  node._h:set_links(links_of(node))
+  node._links_handed = true
 end
 
 local function links_on(node, opts, what)
@@ -853,7 +860,9 @@ end
 
 local function set_links_up(node, opts, up, what)
   internal.action()
+  internal.network_prepare_links(node)
   for _, l in ipairs(links_on(node, opts, what)) do
+    node._h:set_link_blocked(l.host_ifname, not up)
     if bridges_made[l.vlan] then
       local ok, err = internal.net_link_up(l.host_ifname, up)
       -- a node that is not running has no host end: nothing to cut, and its next boot is fresh

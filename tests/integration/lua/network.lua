@@ -60,6 +60,12 @@ subtest("block and unblock", function()
   r:unblock({ vlan = 2 })
   a:succeed("ping -c1 -W5 " .. c.ip)
   expect.raises(function() a:block({ vlan = 7 }) end, "not on VLAN 7")
+  -- a block holds across the node's reboot, as a cut cable would
+  b:block()
+  b:reboot()
+  a:fail("ping -c1 -W1 beta")
+  b:unblock()
+  a:succeed("ping -c1 -W5 beta")
 end)
 
 subtest("no VLAN", function()
