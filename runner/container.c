@@ -20,6 +20,7 @@
 #include <systemd/sd-id128.h>
 
 #include "container.h"
+#include "strv.h"
 #include "journal.h"
 #include "util.h"
 
@@ -103,45 +104,6 @@ static void cgroups_remove(Container *c);
 
 static int pidfd_open_(pid_t pid) {
         return (int) syscall(SYS_pidfd_open, pid, 0);
-}
-
-static char **strv_copy(char **v) {
-        size_t n = 0;
-        char **w;
-
-        if (!v)
-                return NULL;
-        while (v[n])
-                n++;
-        w = calloc(n + 1, sizeof(char *));
-        if (!w)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!(w[i] = strdup(v[i]))) {
-                        strv_free(w);
-                        return NULL;
-                }
-        return w;
-}
-
-static int strv_push_fmt(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);
-static int strv_push_fmt(char ***v, size_t *n, const char *fmt, ...) {
-        char **w = realloc(*v, (*n + 2) * sizeof(char *));
-        va_list ap;
-        int r;
-
-        if (!w)
-                return -ENOMEM;
-        *v = w;
-        va_start(ap, fmt);
-        r = vasprintf(&w[*n], fmt, ap);
-        va_end(ap);
-        if (r < 0) {
-                w[*n] = NULL;
-                return -ENOMEM;
-        }
-        w[++*n] = NULL;
-        return 0;
 }
 
 static bool find_in_path(const char *name, char *buf, size_t size) {
@@ -255,16 +217,16 @@ static int push_node_options(char ***v, size_t *n, const ContainerConfig *cfg) {
         int r = 0;
 
         for (char **b = cfg->bind; r >= 0 && b && *b; b++)
-                r = strv_push_fmt(v, n, "--bind=%s", *b);
+                r = strv_pushf(v, n, "--bind=%s", *b);
         for (char **b = cfg->bind_ro; r >= 0 && b && *b; b++)
-                r = strv_push_fmt(v, n, "--bind-ro=%s", *b);
+                r = strv_pushf(v, n, "--bind-ro=%s", *b);
         /* Without a scope of its own (--keep-unit) nspawn sets no device policy: the node is enough. */
         for (char **d = cfg->devices; r >= 0 && d && *d; d++)
-                r = strv_push_fmt(v, n, "--bind=%s", *d);
+                r = strv_pushf(v, n, "--bind=%s", *d);
         for (char **e = cfg->env; r >= 0 && e && *e; e++)
-                r = strv_push_fmt(v, n, "--setenv=%s", *e);
+                r = strv_pushf(v, n, "--setenv=%s", *e);
         for (char **a = cfg->extra_args; r >= 0 && a && *a; a++)
-                r = strv_push_fmt(v, n, "%s", *a);
+                r = strv_pushf(v, n, "%s", *a);
         return r;
 }
 
@@ -284,38 +246,38 @@ char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const
         static const char *const init_args[] = { "systemd.status_unit_format=name" };
 
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(fixed); i++) {
-                r = strv_push_fmt(&v, &n, "%s", fixed[i]);
+                r = strv_pushf(&v, &n, "%s", fixed[i]);
                 /* A NixOS system's init is given below instead: its stage 2 builds the system (/etc,
                  * /run/current-system) and then runs systemd; --boot would look for systemd in a tree
                  * that has none yet. */
                 if (r >= 0 && i == 1 && !cfg->system)
-                        r = strv_push_fmt(&v, &n, "--boot");
+                        r = strv_pushf(&v, &n, "--boot");
         }
         if (r >= 0)
-                r = strv_push_fmt(&v, &n, "--directory=%s", root);
+                r = strv_pushf(&v, &n, "--directory=%s", root);
         if (r >= 0)
-                r = strv_push_fmt(&v, &n, "--machine=%s", cfg->name);
+                r = strv_pushf(&v, &n, "--machine=%s", cfg->name);
         if (r >= 0 && machine_id)
-                r = strv_push_fmt(&v, &n, "--uuid=%s", machine_id);
+                r = strv_pushf(&v, &n, "--uuid=%s", machine_id);
         if (r >= 0)
-                r = strv_push_fmt(&v, &n, "--hostname=%s", cfg->hostname ?: cfg->name);
+                r = strv_pushf(&v, &n, "--hostname=%s", cfg->hostname ?: cfg->name);
         /* Without --boot, nspawn's SIGTERM would SIGKILL the init rather than halt it. */
         if (r >= 0 && cfg->system)
-                r = strv_push_fmt(&v, &n, "--kill-signal=SIGRTMIN+3");
+                r = strv_pushf(&v, &n, "--kill-signal=SIGRTMIN+3");
         if (r >= 0 && cfg->system)
-                r = strv_push_fmt(&v, &n, "--bind-ro=/nix/store");
+                r = strv_pushf(&v, &n, "--bind-ro=/nix/store");
         if (r >= 0 && cfg->shared_dir)
-                r = strv_push_fmt(&v, &n, "--bind=%s:/tmp/shared", cfg->shared_dir);
+                r = strv_pushf(&v, &n, "--bind=%s:/tmp/shared", cfg->shared_dir);
         if (r >= 0)
                 r = push_node_options(&v, &n, cfg);
         if (r >= 0 && cfg->system)
-                r = strv_push_fmt(&v, &n, "%s/init", cfg->system);
+                r = strv_pushf(&v, &n, "%s/init", cfg->system);
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(init_args); i++)
-                r = strv_push_fmt(&v, &n, "%s", init_args[i]);
+                r = strv_pushf(&v, &n, "%s", init_args[i]);
         /* The journal has every status line as "systemd[1]: Started x." too: the console keeps only
          * failures (and what comes before journald), which halves a boot's lines. */
         if (r >= 0 && journal_followed)
-                r = strv_push_fmt(&v, &n, "systemd.show_status=error");
+                r = strv_pushf(&v, &n, "systemd.show_status=error");
         if (r < 0) {
                 strv_free(v);
                 return NULL;
@@ -326,7 +288,7 @@ char **container_nspawn_argv(const ContainerConfig *cfg, const char *root, const
 char **container_script_argv(const ContainerConfig *cfg) {
         char **v = NULL;
         size_t n = 0;
-        int r = strv_push_fmt(&v, &n, "%s", cfg->start_script);
+        int r = strv_pushf(&v, &n, "%s", cfg->start_script);
 
         if (r >= 0)
                 r = push_node_options(&v, &n, cfg);
@@ -340,14 +302,14 @@ char **container_script_argv(const ContainerConfig *cfg) {
 char **container_script_env(const char *root_dir, const char *shared_dir, const char *notify_socket) {
         char **v = NULL;
         size_t n = 0;
-        int r = strv_push_fmt(&v, &n, "PATH=%s", SCRIPT_PATH);
+        int r = strv_pushf(&v, &n, "PATH=%s", SCRIPT_PATH);
 
         if (r >= 0)
-                r = strv_push_fmt(&v, &n, "RUN_NSPAWN_ROOT_DIR=%s", root_dir);
+                r = strv_pushf(&v, &n, "RUN_NSPAWN_ROOT_DIR=%s", root_dir);
         if (r >= 0 && shared_dir)
-                r = strv_push_fmt(&v, &n, "RUN_NSPAWN_SHARED_DIR=%s", shared_dir);
+                r = strv_pushf(&v, &n, "RUN_NSPAWN_SHARED_DIR=%s", shared_dir);
         if (r >= 0)
-                r = strv_push_fmt(&v, &n, "NOTIFY_SOCKET=%s", notify_socket);
+                r = strv_pushf(&v, &n, "NOTIFY_SOCKET=%s", notify_socket);
         if (r < 0) {
                 strv_free(v);
                 return NULL;

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "qemu.h"
+#include "strv.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -126,55 +127,6 @@ static void qemu_destroy(Qemu *q);
 static int on_boot_timeout(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* ---- pure helpers ---- */
-
-static int strv_push(char ***v, size_t *n, const char *s) {
-        char **w = realloc(*v, (*n + 2) * sizeof(char *));
-
-        if (!w)
-                return -ENOMEM;
-        *v = w;
-        if (!(w[*n] = strdup(s))) {
-                w[*n] = NULL;
-                return -ENOMEM;
-        }
-        w[++*n] = NULL;
-        return 0;
-}
-
-static int strv_pushf(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);
-static int strv_pushf(char ***v, size_t *n, const char *fmt, ...) {
-        _cleanup_free_ char *s = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (r < 0) {
-                s = NULL;
-                return -ENOMEM;
-        }
-        return strv_push(v, n, s);
-}
-
-static char **strv_copy(char **v) {
-        size_t n = 0;
-        char **w;
-
-        if (!v)
-                return NULL;
-        while (v[n])
-                n++;
-        w = calloc(n + 1, sizeof(char *));
-        if (!w)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!(w[i] = strdup(v[i]))) {
-                        strv_free(w);
-                        return NULL;
-                }
-        return w;
-}
 
 char **qemu_argv(const QemuConfig *cfg, bool kvm, int shell_fd, int qmp_fd, int first_tap_fd) {
         char **v = NULL;
