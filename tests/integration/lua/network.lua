@@ -5,6 +5,8 @@ local b = container "beta" {}
 local r = container "router" { vlans = { 2, 1 } }
 local c = container "gamma" { vlans = { 2 } }
 local iso = container "iso" { vlans = {} }
+-- host-side names stay within 15 characters whatever the node's name
+local long = container "zeta-with-a-name-far-longer-than-ifnamsiz" { vlans = { 2 } }
 
 -- NixOS numbering: names in order, 1-based; eth<k> in the order of the node's vlans
 expect.eq(a.ip, "192.168.1.1")
@@ -66,6 +68,12 @@ subtest("block and unblock", function()
   a:fail("ping -c1 -W1 beta")
   b:unblock()
   a:succeed("ping -c1 -W5 beta")
+end)
+
+subtest("a long node name", function()
+  expect.eq(long.links[2].ifname, "eth1")
+  expect.truthy(#long.links[2].host_ifname <= 15, long.links[2].host_ifname)
+  c:succeed("ping -c1 -W5 zeta-with-a-name-far-longer-than-ifnamsiz")
 end)
 
 subtest("no VLAN", function()
