@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "outbuf.h"
 #include "qemu.h"
 #include "strv.h"
 #include "qmp.h"
@@ -105,8 +106,7 @@ struct Qemu {
         char *in;                       /* what the shell said and we have not consumed */
         size_t in_len, in_alloc;
         size_t scanned;                 /* in[0..scanned) holds no newline: a long frame is searched once */
-        char *out;                      /* what we have not written to it yet */
-        size_t out_len, out_alloc;
+        OutBuf out;                     /* what we have not written to it yet */
         bool skip_newline;              /* the sentinel's "\n" has not arrived yet */
 
         QemuExecJob *jobs, *jobs_tail;  /* the head runs when shell is OUTPUT or STATUS */
@@ -534,38 +534,19 @@ static void fail_all_jobs(Qemu *q, int error) {
 
 static void shell_update_events(Qemu *q) {
         if (q->shell_source)
-                (void) sd_event_source_set_io_events(q->shell_source, EPOLLIN | (q->out_len > 0 ? EPOLLOUT : 0));
+                (void) sd_event_source_set_io_events(q->shell_source, EPOLLIN | (q->out.len > 0 ? EPOLLOUT : 0));
 }
 
+/* A failed write means QEMU went away: its exit fails the jobs. */
 static void shell_flush(Qemu *q) {
-        while (q->out_len > 0 && q->shell_fd >= 0) {
-                ssize_t n = send(q->shell_fd, q->out, q->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno != EAGAIN)
-                                q->out_len = 0;   /* QEMU went away; its exit fails the jobs */
-                        break;
-                }
-                memmove(q->out, q->out + n, q->out_len - (size_t) n);
-                q->out_len -= (size_t) n;
-        }
+        outbuf_flush(&q->out, q->shell_fd);
         shell_update_events(q);
 }
 
 static int shell_write(Qemu *q, const char *s) {
-        size_t l = strlen(s);
-
-        if (q->out_len + l > q->out_alloc) {
-                size_t a = (q->out_len + l) * 2;
-                char *p = realloc(q->out, a);
-                if (!p)
-                        return -ENOMEM;
-                q->out = p;
-                q->out_alloc = a;
-        }
-        memcpy(q->out + q->out_len, s, l);
-        q->out_len += l;
+        int r = outbuf_append(&q->out, s, strlen(s));
+        if (r < 0)
+                return r;
         shell_flush(q);
         return 0;
 }
@@ -932,7 +913,7 @@ static void run_teardown(Qemu *q) {
         }
         qmp_free(q->qmp);
         q->qmp = NULL;
-        q->in_len = q->out_len = q->scanned = 0;
+        q->in_len = q->out.len = q->scanned = 0;
         q->shell = SHELL_DEAD;
         q->pid = 0;
 }
@@ -1160,7 +1141,7 @@ static int spawn(Qemu *q, bool kvm) {
         q->shutdown_reason[0] = '\0';
         q->stdin_fd = in[1];
         q->shell_fd = shell[0];
-        q->in_len = q->out_len = q->scanned = 0;
+        q->in_len = q->out.len = q->scanned = 0;
         q->skip_newline = false;
         q->shell = SHELL_WAIT_SENTINEL;
         q->state = STATE_BOOTING;
@@ -1459,7 +1440,7 @@ static void qemu_destroy(Qemu *q) {
         free((char *) q->cfg.shared_dir);
         strv_free(q->cfg.extra_args);
         free(q->in);
-        free(q->out);
+        outbuf_free(&q->out);
         sd_event_unref(q->event);
         free(q);
 }

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "outbuf.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -29,8 +30,7 @@ struct Qmp {
 
         char *in;
         size_t in_len, in_alloc;
-        char *out;
-        size_t out_len, out_alloc;
+        OutBuf out;
 
         bool greeted, ready, closed;
         int next_id;
@@ -125,46 +125,24 @@ static void qmp_destroy(Qmp *q) {
                 free(p);
         }
         free(q->in);
-        free(q->out);
+        outbuf_free(&q->out);
         sd_event_unref(q->event);
         free(q);
 }
 
 static void update_events(Qmp *q) {
         if (q->io)
-                (void) sd_event_source_set_io_events(q->io, EPOLLIN | (q->out_len > 0 ? EPOLLOUT : 0));
+                (void) sd_event_source_set_io_events(q->io, EPOLLIN | (q->out.len > 0 ? EPOLLOUT : 0));
 }
 
+/* A failed write means QEMU went away: the reader sees the hangup and closes. */
 static void flush_out(Qmp *q) {
-        while (q->out_len > 0) {
-                ssize_t n = send(q->fd, q->out, q->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno != EAGAIN)
-                                q->out_len = 0;   /* the reader sees the hangup and closes */
-                        break;
-                }
-                memmove(q->out, q->out + n, q->out_len - (size_t) n);
-                q->out_len -= (size_t) n;
-        }
+        outbuf_flush(&q->out, q->fd);
         update_events(q);
 }
 
 static int queue_out(Qmp *q, const char *line) {
-        size_t l = strlen(line);
-
-        if (q->out_len + l > q->out_alloc) {
-                size_t a = (q->out_len + l) * 2;
-                char *p = realloc(q->out, a);
-                if (!p)
-                        return -ENOMEM;
-                q->out = p;
-                q->out_alloc = a;
-        }
-        memcpy(q->out + q->out_len, line, l);
-        q->out_len += l;
-        return 0;
+        return outbuf_append(&q->out, line, strlen(line));
 }
 
 static Pending *pending_add(Qmp *q, char *line, qmp_reply_fn done, void *userdata) {
