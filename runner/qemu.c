@@ -334,7 +334,8 @@ int qemu_status_parse(const char *line, size_t len, int *ret) {
         long v = 0;
         bool neg = false, digits = false;
 
-        while (i < len && strchr(" \t\r\n", line[i]))
+        /* line[i] != '\0': strchr finds the terminator too, and a NUL byte is no blank. */
+        while (i < len && line[i] != '\0' && strchr(" \t\r\n", line[i]))
                 i++;
         if (i < len && (line[i] == '-' || line[i] == '+'))
                 neg = line[i++] == '-';
@@ -344,7 +345,7 @@ int qemu_status_parse(const char *line, size_t len, int *ret) {
                 if (v > 100000)
                         return -EBADMSG;
         }
-        while (i < len && strchr(" \t\r\n", line[i]))
+        while (i < len && line[i] != '\0' && strchr(" \t\r\n", line[i]))
                 i++;
         if (!digits || i != len)
                 return -EBADMSG;
@@ -358,7 +359,7 @@ size_t qemu_console_clean(char *line, size_t len) {
         for (size_t i = 0; i < len; i++)
                 if (line[i] != '\r')
                         line[o++] = line[i];
-        while (o > 0 && strchr(" \t\n\v\f", line[o - 1]))
+        while (o > 0 && line[o - 1] != '\0' && strchr(" \t\n\v\f", line[o - 1]))
                 o--;
         return o;
 }
