@@ -18,6 +18,7 @@
 #include "config.h"
 #include "container.h"
 #include "l_net.h"
+#include "nodecommon.h"
 #include "log.h"
 #include "runtime.h"
 #include "sched.h"
@@ -25,12 +26,6 @@
 #include "util.h"
 
 #define HANDLE "moonrig.Container"
-
-/* Tasks waiting for the same event (ready, exit, a console line). */
-typedef struct WaitList {
-        Wait **v;
-        size_t n, cap;
-} WaitList;
 
 /* One of the node's links: a veth whose peer is born in the node's network namespace. */
 typedef struct NodeLink {
@@ -46,93 +41,16 @@ typedef struct Node {
         char *name;
         char *state_dir;
         Units *units;              /* the container's systemd, per boot */
-        WaitList ready, exited, console;
+        WaitList ready, exited;
         int ready_error;
         char *ready_message;
         bool booting;
         int exit_status;
-        char *console_log;         /* everything the console printed */
-        size_t console_len, console_cap;
-        size_t console_lines;      /* how many complete lines so far */
-        FILE *console_file;        /* <out>/<name>.console.log with -o, line-buffered */
+        ConsoleLog console;        /* console and journal lines */
         struct Node *next;
 } Node;
 
 static Node *all_nodes;
-
-static void waitlist_add(WaitList *l, Wait *w) {
-        if (l->n == l->cap) {
-                l->cap = l->cap ? l->cap * 2 : 4;
-                l->v = realloc(l->v, l->cap * sizeof(Wait *));
-                if (!l->v)
-                        abort();
-        }
-        l->v[l->n++] = w;
-}
-
-static void waitlist_remove(WaitList *l, Wait *w) {
-        for (size_t i = 0; i < l->n; i++)
-                if (l->v[i] == w) {
-                        l->v[i] = l->v[--l->n];
-                        return;
-                }
-}
-
-/* Wake everyone on the list; new waiters added meanwhile stay. */
-static void waitlist_wake(WaitList *l, const char *failure_kind, const char *message) {
-        size_t n = l->n;
-        Wait **v = l->v;
-        l->v = NULL;
-        l->n = l->cap = 0;
-        for (size_t i = 0; i < n; i++) {
-                sd_event_source_disable_unref(((void **) v[i]->data)[1]);
-                free(v[i]->data);
-                v[i]->data = NULL;
-                if (failure_kind)
-                        sched_wake_failure(v[i], failure_kind, message);
-                else
-                        sched_wake_ok(v[i]);
-        }
-        free(v);
-}
-
-/* A list wait: data = { list, deadline source, node }. */
-static void listwait_cancel(Wait *w) {
-        void **d = w->data;
-        if (!d)
-                return;
-        waitlist_remove(d[0], w);
-        sd_event_source_disable_unref(d[1]);
-        free(d);
-}
-
-static int on_listwait_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        Wait *w = userdata;
-        void **d = w->data;
-        _cleanup_free_ char *msg = NULL;
-        waitlist_remove(d[0], w);
-        sd_event_source_disable_unref(d[1]);
-        free(d);
-        w->data = NULL;
-        if (asprintf(&msg, "timed out: %s", w->what ? w->what : "waiting") < 0)
-                msg = NULL;
-        sched_wake_failure(w, "Timeout", msg ? msg : "timed out");
-        return 0;
-}
-
-static int listwait(lua_State *L, WaitList *l, double timeout, Wait *w) {
-        void **d = calloc(3, sizeof(void *));
-        if (!d)
-                return luaL_error(L, "out of memory");
-        d[0] = l;
-        if (timeout > 0)
-                sd_event_add_time_relative(sched_event(), (sd_event_source **) &d[1], CLOCK_MONOTONIC,
-                                           (uint64_t) (timeout * 1e6), 1000, on_listwait_deadline, w);
-        w->data = d;
-        w->cancel = listwait_cancel;
-        waitlist_add(l, w);
-        return sched_suspend(L, w);
-}
 
 static Node *check_node(lua_State *L, int i) {
         Node **p = luaL_checkudata(L, i, HANDLE);
@@ -174,35 +92,14 @@ static void on_exit_cb(Container *c, int status) {
                 waitlist_wake(&n->ready, "MachineError", msg ? msg : "the container stopped");
         }
         waitlist_wake(&n->exited, NULL, NULL);
-        waitlist_wake(&n->console, NULL, NULL);
+        waitlist_wake(&n->console.waiters, NULL, NULL);
 }
 
 /* A console or journal line: kept for get_console_log and wait_for_console_text, logged as
  * "name # line", and written to <out>/<name>.console.log with -o. */
 static void on_console_line(Container *c, const char *line, size_t len) {
         Node *n = container_userdata(c);
-        size_t need = n->console_len + len + 2;
-        if (need > n->console_cap) {
-                size_t cap = n->console_cap ? n->console_cap : 4096;
-                while (cap < need)
-                        cap *= 2;
-                char *p = realloc(n->console_log, cap);
-                if (!p)
-                        return;
-                n->console_log = p;
-                n->console_cap = cap;
-        }
-        memcpy(n->console_log + n->console_len, line, len);
-        n->console_len += len;
-        n->console_log[n->console_len++] = '\n';
-        n->console_log[n->console_len] = 0;
-        n->console_lines++;
-        if (n->console_file) {
-                fwrite(line, 1, len, n->console_file);
-                fputc('\n', n->console_file);
-        }
-        log_serial(n->name, line, len);
-        waitlist_wake(&n->console, NULL, NULL);
+        console_log_add(&n->console, n->name, line, len);
 }
 
 /* The node's namespaces exist and its init is starting: give it its links before its units run. */
@@ -368,21 +265,16 @@ static int l_container_new(lua_State *L) {
         n->name = strdup(name);
         n->state_dir = strdup(state_dir);
         const char *console_path = table_str(L, 4, "console_log");
-        if (console_path) {
-                n->console_file = fopen(console_path, "ae");
-                if (!n->console_file) {
-                        int e = errno;
-                        free(n->name);
-                        free(n->state_dir);
-                        free(n);
-                        return luaL_error(L, "%s: cannot open its console log %s: %s", name, console_path, strerror(e));
-                }
-                setvbuf(n->console_file, NULL, _IOLBF, 0);
-        }
-        int r = container_new(sched_event(), &cfg, &callbacks, n, &n->c);
+        int r = console_log_open(&n->console, console_path);
         if (r < 0) {
-                if (n->console_file)
-                        fclose(n->console_file);
+                free(n->name);
+                free(n->state_dir);
+                free(n);
+                return luaL_error(L, "%s: cannot open its console log %s: %s", name, console_path, strerror(-r));
+        }
+        r = container_new(sched_event(), &cfg, &callbacks, n, &n->c);
+        if (r < 0) {
+                console_log_done(&n->console);
                 free(n->name);
                 free(n->state_dir);
                 free(n);
@@ -419,15 +311,12 @@ static void links_free(Node *n) {
 static void node_free(Node *n) {
         waitlist_wake(&n->ready, "MachineError", "the run is ending");
         waitlist_wake(&n->exited, NULL, NULL);
-        waitlist_wake(&n->console, NULL, NULL);
         units_unref(n->units);
         container_free(n->c);
         free(n->name);
         free(n->state_dir);
         free(n->ready_message);
-        free(n->console_log);
-        if (n->console_file)
-                fclose(n->console_file);
+        console_log_done(&n->console);
         free(n->link_error);
         links_free(n);
         free(n);
@@ -475,7 +364,7 @@ static int l_wait_ready(lua_State *L) {
                 return luaL_error(L, "%s: the container is not running", n->name);
         }
         Wait *w = sched_wait_new(L, "%s: waiting for the container to boot", n->name);
-        return listwait(L, &n->ready, timeout, w);
+        return waitlist_suspend(L, &n->ready, timeout, w);
 }
 
 static int l_wait_exit(lua_State *L) {
@@ -484,7 +373,7 @@ static int l_wait_exit(lua_State *L) {
         if (!container_is_up(n->c))
                 return 0;
         Wait *w = sched_wait_new(L, "%s: waiting for the container to power off", n->name);
-        return listwait(L, &n->exited, timeout, w);
+        return waitlist_suspend(L, &n->exited, timeout, w);
 }
 
 static int l_shutdown(lua_State *L) {
@@ -495,7 +384,7 @@ static int l_shutdown(lua_State *L) {
         if (r < 0)
                 return luaL_error(L, "%s: cannot shut down: %s", n->name, strerror(-r));
         Wait *w = sched_wait_new(L, "%s: waiting for the container to power off", n->name);
-        return listwait(L, &n->exited, 0, w);
+        return waitlist_suspend(L, &n->exited, 0, w);
 }
 
 static int l_crash(lua_State *L) {
@@ -504,7 +393,7 @@ static int l_crash(lua_State *L) {
                 return 0;
         container_crash(n->c);
         Wait *w = sched_wait_new(L, "%s: waiting for the container to die", n->name);
-        return listwait(L, &n->exited, 0, w);
+        return waitlist_suspend(L, &n->exited, 0, w);
 }
 
 static int l_reboot(lua_State *L) {
@@ -517,7 +406,7 @@ static int l_reboot(lua_State *L) {
                                   r == -EBUSY ? "the container is not up and ready" : strerror(-r));
         n->booting = true;
         Wait *w = sched_wait_new(L, "%s: waiting for the container to come back", n->name);
-        return listwait(L, &n->ready, 0, w);
+        return waitlist_suspend(L, &n->ready, 0, w);
 }
 
 static char *field_dup(lua_State *L, int t, const char *k) {
@@ -873,8 +762,8 @@ static int l_unit_show(lua_State *L) {
 
 static int l_console(lua_State *L) {
         Node *n = check_node(L, 1);
-        lua_pushlstring(L, n->console_log ? n->console_log : "", n->console_len);
-        lua_pushinteger(L, (lua_Integer) n->console_lines);
+        lua_pushlstring(L, n->console.text ? n->console.text : "", n->console.len);
+        lua_pushinteger(L, (lua_Integer) n->console.lines);
         return 2;
 }
 
@@ -883,12 +772,12 @@ static int l_wait_console(lua_State *L) {
         Node *n = check_node(L, 1);
         lua_Integer seen = luaL_checkinteger(L, 2);
         double timeout = luaL_optnumber(L, 3, 0);
-        if ((lua_Integer) n->console_lines > seen)
+        if ((lua_Integer) n->console.lines > seen)
                 return 0;
         if (!container_is_up(n->c))
                 return luaL_error(L, "%s: the container is not running", n->name);
         Wait *w = sched_wait_new(L, "%s: waiting for console output", n->name);
-        return listwait(L, &n->console, timeout, w);
+        return waitlist_suspend(L, &n->console.waiters, timeout, w);
 }
 
 /* ---- probes: connect() from inside the container's namespaces, no tools needed ---- */
