@@ -9,3 +9,4 @@ void bridge_internal(lua_State *L);
 void bridge_open_log(lua_State *L);
 void bridge_open_nodes(lua_State *L);
 void bridge_open_net(lua_State *L);
+void bridge_open_vms(lua_State *L);

@@ -114,6 +114,7 @@ int runtime_new(Runtime **ret) {
         bridge_open_log(rt->L);
         bridge_open_nodes(rt->L);
         bridge_open_net(rt->L);
+        bridge_open_vms(rt->L);
         r = load_stdlib(rt->L);
         if (r < 0)
                 return r;
