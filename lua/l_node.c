@@ -1021,14 +1021,8 @@ int nodes_from_config(lua_State *L, const Config *cfg, char **ret_error);
 int nodes_from_config(lua_State *L, const Config *cfg, char **ret_error) {
         for (size_t i = 0; i < cfg->n_machines; i++) {
                 const ConfigMachine *m = &cfg->machines[i];
-                if (m->kind == CONFIG_VM) {
-                        if (asprintf(ret_error, "machine %s: virtual machines (run-%s-vm) are not supported yet",
-                                     m->name, m->name) < 0)
-                                *ret_error = NULL;
-                        return -EOPNOTSUPP;
-                }
                 bridge_internal(L);
-                lua_getfield(L, -1, "config_container");
+                lua_getfield(L, -1, m->kind == CONFIG_VM ? "config_vm" : "config_container");
                 lua_pushstring(L, m->name);
                 lua_pushstring(L, m->start_script);
                 if (lua_pcall(L, 2, 0, 0) != LUA_OK) {

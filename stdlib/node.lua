@@ -1025,7 +1025,7 @@ local VM_OPTIONS = {
   qemu_args = "table", vlans = "table",
 }
 
-local function declare_vm(name, opts)
+local function declare_vm(name, opts, start_script)
   if type(name) ~= "string" or not name:match("^[%a%d][%w_%-]*$") or #name > 63 then
     usage_error(fmt("vm: bad node name %s: use letters, digits, '-' and '_' (at most 63, "
       .. "starting with a letter or digit)", internal.repr(name)))
@@ -1037,7 +1037,7 @@ local function declare_vm(name, opts)
     if not want then usage_error(fmt("vm %q: unknown option %s", name, tostring(k))) end
     if type(v) ~= want then usage_error(fmt("vm %q: option %s must be a %s, got %s", name, k, want, type(v))) end
   end
-  if not opts.kernel and not opts.drives then
+  if not opts.kernel and not opts.drives and not start_script then
     usage_error(fmt("vm %q: give kernel = \"/path/vmlinuz\" (and initrd =) or drives = { ... }", name))
   end
   for _, k in ipairs({ "kernel", "initrd" }) do
@@ -1075,7 +1075,7 @@ local function declare_vm(name, opts)
   local h = internal.vm_new(name, state_dir, root .. "/shared-xchg", {
     kernel = opts.kernel, initrd = opts.initrd, append = opts.append, drives = opts.drives,
     qemu = opts.qemu, memory = opts.memory, cpus = opts.cpus, accel = opts.accel,
-    boot_timeout = opts.boot_timeout, qemu_args = opts.qemu_args,
+    boot_timeout = opts.boot_timeout, qemu_args = opts.qemu_args, start_script = start_script,
     console_log = internal.output_dir and (internal.output_dir .. "/" .. name .. ".console.log") or nil,
   })
   local node = setmetatable({
@@ -1084,6 +1084,13 @@ local function declare_vm(name, opts)
   }, VmNode)
   internal.add_node(node)
   return node
+end
+
+-- A VM of a --config file: its run-<name>-vm script brings kernel, disk and memory; it gets our
+-- backdoor, QMP and serial options appended. (NixOS's VLAN NICs want QEMU_VDE_SOCKET_<n>, which
+-- moonrig does not provide: such a VM has no VLAN links here.)
+function internal.config_vm(name, start_script)
+  return declare_vm(name, { vlans = {} }, start_script)
 end
 
 -- vm "name" { kernel = K, initrd = I, vlans = { 1 } }  or  vm("name", { ... })
