@@ -1327,32 +1327,20 @@ end
 
 -- machines: the NixOS name of nodes; machines_nspawn and machines_qemu by kind.
 machines = nodes
-machines_nspawn = setmetatable({}, {
-  __index = function(_, i)
-    local k = 0
-    for _, n in ipairs(sorted) do
-      if n.kind == "container" then k = k + 1; if k == i then return n end end
-    end
-  end,
-  __len = function()
-    local k = 0
-    for _, n in ipairs(sorted) do if n.kind == "container" then k = k + 1 end end
-    return k
-  end,
-})
-machines_qemu = setmetatable({}, {
-  __index = function(_, i)
-    local k = 0
-    for _, n in ipairs(sorted) do
-      if n.kind == "vm" then k = k + 1; if k == i then return n end end
-    end
-  end,
-  __len = function()
-    local k = 0
-    for _, n in ipairs(sorted) do if n.kind == "vm" then k = k + 1 end end
-    return k
-  end,
-})
+-- The nodes of one kind, in name order, as a live list.
+local function nodes_of_kind(kind)
+  local function list()
+    local t = {}
+    for _, n in ipairs(sorted) do if n.kind == kind then t[#t + 1] = n end end
+    return t
+  end
+  return setmetatable({}, {
+    __index = function(_, i) return list()[i] end,
+    __len = function() return #list() end,
+  })
+end
+machines_nspawn = nodes_of_kind("container")
+machines_qemu = nodes_of_kind("vm")
 
 ---------------------------------------------------------------------------------------------
 -- What containers cannot do raises a clear error naming the kind and the method.
