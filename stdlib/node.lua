@@ -162,18 +162,20 @@ local function gpu_devices(name)
   return devs
 end
 
-local function declare_container(name, opts, start_script)
+-- What every node declaration checks: the name (it becomes a machine name and a global), the
+-- options' types, and the VLAN list (VLAN 1 when unsaid). Returns the options and the VLANs.
+local function check_declaration(kind, name, opts, options)
   if type(name) ~= "string" or not name:match("^[%a%d][%w_%-]*$") or #name > 63 then
-    usage_error(fmt("container: bad node name %s: use letters, digits, '-' and '_' (at most 63, "
-      .. "starting with a letter or digit)", internal.repr(name)))
+    usage_error(fmt("%s: bad node name %s: use letters, digits, '-' and '_' (at most 63, "
+      .. "starting with a letter or digit)", kind, internal.repr(name)))
   end
   opts = opts or {}
-  if type(opts) ~= "table" then usage_error(fmt("container %q: options must be a table", name)) end
+  if type(opts) ~= "table" then usage_error(fmt("%s %q: options must be a table", kind, name)) end
   for k, v in pairs(opts) do
-    local want = CONTAINER_OPTIONS[k]
-    if not want then usage_error(fmt("container %q: unknown option %s", name, tostring(k))) end
+    local want = options[k]
+    if not want then usage_error(fmt("%s %q: unknown option %s", kind, name, tostring(k))) end
     if type(v) ~= want then
-      usage_error(fmt("container %q: option %s must be a %s, got %s", name, k, want, type(v)))
+      usage_error(fmt("%s %q: option %s must be a %s, got %s", kind, name, k, want, type(v)))
     end
   end
   local node_vlans = { 1 }
@@ -181,15 +183,46 @@ local function declare_container(name, opts, start_script)
     node_vlans = {}
     for i, v in ipairs(opts.vlans) do
       if math.type(v) ~= "integer" or v < 0 or v > 255 then
-        usage_error(fmt("container %q: vlans[%d] must be a VLAN number from 0 to 255, got %s", name, i,
+        usage_error(fmt("%s %q: vlans[%d] must be a VLAN number from 0 to 255, got %s", kind, name, i,
           internal.repr(v)))
       end
       for j = 1, i - 1 do
-        if node_vlans[j] == v then usage_error(fmt("container %q: VLAN %d is listed twice", name, v)) end
+        if node_vlans[j] == v then usage_error(fmt("%s %q: VLAN %d is listed twice", kind, name, v)) end
       end
       node_vlans[i] = v
     end
   end
+  return opts, node_vlans
+end
+
+local KIND_PLURAL = { container = "containers", vm = "VMs" }
+
+-- The node already declared under that name (the REPL may declare again), or nil once it is
+-- sure this one may be made: a new name, and root.
+local function existing_node(kind, name)
+  local existing = by_name[name]
+  if existing then
+    if internal.redeclare then return existing end
+    usage_error(fmt("%s %q is declared twice", kind, name))
+  end
+  if not internal.sandboxed() then
+    fail_with("HostError", fmt("%s %q: %s need root (moonrig runs them in its own namespaces); "
+      .. "run moonrig as root", kind, name, KIND_PLURAL[kind]))
+  end
+end
+
+-- The run's state root and the node's state directory (emptied unless -K), and its console log.
+local function node_paths(name)
+  local root = state_root()
+  local state_dir = root .. "/vm-state-" .. name
+  if not KEEP_MACHINE_STATE then os.execute("rm -rf '" .. state_dir .. "'") end
+  local console_log = internal.output_dir and (internal.output_dir .. "/" .. name .. ".console.log") or nil
+  return root, state_dir, console_log
+end
+
+local function declare_container(name, opts, start_script)
+  local node_vlans
+  opts, node_vlans = check_declaration("container", name, opts, CONTAINER_OPTIONS)
   if opts.system then
     local f = io.open(opts.system .. "/init", "rb")
     if not f then
@@ -205,23 +238,14 @@ local function declare_container(name, opts, start_script)
     f:close()
   end
 
-  local existing = by_name[name]
-  if existing then
-    if internal.redeclare then return existing end
-    usage_error(fmt("container %q is declared twice", name))
-  end
-  if not internal.sandboxed() then
-    fail_with("HostError", fmt("container %q: containers need root (moonrig runs them in its own "
-      .. "namespaces); run moonrig as root", name))
-  end
+  local existing = existing_node("container", name)
+  if existing then return existing end
 
   local devices = opts.devices and { table.unpack(opts.devices) } or {}
   if opts.gpu then
     for _, d in ipairs(gpu_devices(name)) do devices[#devices + 1] = d end
   end
-  local root = state_root()
-  local state_dir = root .. "/vm-state-" .. name
-  if not KEEP_MACHINE_STATE then os.execute("rm -rf '" .. state_dir .. "'") end
+  local root, state_dir, console_log = node_paths(name)
   local env = opts.env and normalize_env(name, opts.env)
   local files = normalize_files(name, opts.files or {})
   if env and #env > 0 and not start_script then files[#files + 1] = env_manager_file(env) end
@@ -229,8 +253,7 @@ local function declare_container(name, opts, start_script)
     image = opts.image, services = opts.services, bind = opts.bind, bind_ro = opts.bind_ro,
     devices = devices, env = env, hostname = opts.hostname or name,
     boot_timeout = opts.boot_timeout, persistent = opts.persistent, nspawn_args = opts.nspawn_args,
-    files = files,
-    console_log = internal.output_dir and (internal.output_dir .. "/" .. name .. ".console.log") or nil,
+    files = files, console_log = console_log,
     system = opts.system, start_script = start_script,
   }
   local h = internal.container_new(name, state_dir, root .. "/shared-xchg", c_opts)
@@ -1026,17 +1049,8 @@ local VM_OPTIONS = {
 }
 
 local function declare_vm(name, opts, start_script)
-  if type(name) ~= "string" or not name:match("^[%a%d][%w_%-]*$") or #name > 63 then
-    usage_error(fmt("vm: bad node name %s: use letters, digits, '-' and '_' (at most 63, "
-      .. "starting with a letter or digit)", internal.repr(name)))
-  end
-  opts = opts or {}
-  if type(opts) ~= "table" then usage_error(fmt("vm %q: options must be a table", name)) end
-  for k, v in pairs(opts) do
-    local want = VM_OPTIONS[k]
-    if not want then usage_error(fmt("vm %q: unknown option %s", name, tostring(k))) end
-    if type(v) ~= want then usage_error(fmt("vm %q: option %s must be a %s, got %s", name, k, want, type(v))) end
-  end
+  local node_vlans
+  opts, node_vlans = check_declaration("vm", name, opts, VM_OPTIONS)
   if not opts.kernel and not opts.drives and not start_script then
     usage_error(fmt("vm %q: give kernel = \"/path/vmlinuz\" (and initrd =) or drives = { ... }", name))
   end
@@ -1050,33 +1064,15 @@ local function declare_vm(name, opts, start_script)
   if opts.accel and opts.accel ~= "tcg" and opts.accel ~= "kvm" and opts.accel ~= "auto" then
     usage_error(fmt("vm %q: accel must be \"tcg\", \"kvm\" or \"auto\" (KVM, else TCG)", name))
   end
-  local node_vlans = { 1 }
-  if opts.vlans then
-    node_vlans = {}
-    for i, v in ipairs(opts.vlans) do
-      if math.type(v) ~= "integer" or v < 0 or v > 255 then
-        usage_error(fmt("vm %q: vlans[%d] must be a VLAN number from 0 to 255", name, i))
-      end
-      node_vlans[i] = v
-    end
-  end
-  if by_name[name] then
-    if internal.redeclare then return by_name[name] end
-    usage_error(fmt("vm %q is declared twice", name))
-  end
-  if not internal.sandboxed() then
-    fail_with("HostError", fmt("vm %q: VMs need root (moonrig runs them in its own namespaces); "
-      .. "run moonrig as root", name))
-  end
-  local root = state_root()
-  local state_dir = root .. "/vm-state-" .. name
-  if not KEEP_MACHINE_STATE then os.execute("rm -rf '" .. state_dir .. "'") end
+  local existing = existing_node("vm", name)
+  if existing then return existing end
+  local root, state_dir, console_log = node_paths(name)
   os.execute("mkdir -p -m 0700 '" .. state_dir .. "'")
   local h = internal.vm_new(name, state_dir, root .. "/shared-xchg", {
     kernel = opts.kernel, initrd = opts.initrd, append = opts.append, drives = opts.drives,
     qemu = opts.qemu, memory = opts.memory, cpus = opts.cpus, accel = opts.accel,
     boot_timeout = opts.boot_timeout, qemu_args = opts.qemu_args, start_script = start_script,
-    console_log = internal.output_dir and (internal.output_dir .. "/" .. name .. ".console.log") or nil,
+    console_log = console_log,
   })
   local node = setmetatable({
     name = name, kind = "vm", _h = h, _started = false, _console_seen = 0, _vlans = node_vlans,
