@@ -2,6 +2,17 @@
 #pragma once
 
 #include <lua.h>
+#include <systemd/sd-event.h>
+
+#include "runtime.h"
+
+struct Config;
+
+lua_State *runtime_lua(Runtime *rt);
+sd_event *runtime_event(Runtime *rt);
+
+/* The nodes of a --config file, declared through the stdlib (l_node.c). */
+int nodes_from_config(lua_State *L, const struct Config *cfg, char **ret_error);
 
 /* Push the stdlib's private table (registry "moonrig.internal"). */
 void bridge_internal(lua_State *L);

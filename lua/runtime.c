@@ -9,6 +9,7 @@
 
 #include "bridge.h"
 #include "embedded.h"
+#include "exitcode.h"
 #include "log.h"
 #include "report.h"
 #include "sched.h"
@@ -36,6 +37,34 @@ lua_State *runtime_lua(Runtime *rt) {
 
 sd_event *runtime_event(Runtime *rt) {
         return rt->event;
+}
+
+void runtime_set_output_dir(Runtime *rt, const char *output_dir) {
+        lua_State *L = rt->L;
+        lua_pushstring(L, output_dir ? output_dir : ".");
+        lua_setglobal(L, "OUTPUT_DIR");
+        if (output_dir) {
+                /* only an explicit -o gets the per-node console logs */
+                bridge_internal(L);
+                lua_pushstring(L, output_dir);
+                lua_setfield(L, -2, "output_dir");
+                lua_pop(L, 1);
+        }
+}
+
+void runtime_set_keep_state(Runtime *rt, bool keep) {
+        lua_pushboolean(rt->L, keep);
+        lua_setglobal(rt->L, "KEEP_MACHINE_STATE");
+}
+
+int runtime_add_config_nodes(Runtime *rt, const struct Config *cfg, char **ret_error) {
+        return nodes_from_config(rt->L, cfg, ret_error);
+}
+
+int repl_run(Runtime *rt, const char *script_path);
+
+int runtime_repl(Runtime *rt, const char *script_path) {
+        return repl_run(rt, script_path);
 }
 
 void runtime_add_cleanup(runtime_cleanup_fn fn) {
@@ -222,16 +251,10 @@ int runtime_call(Runtime *rt, int nargs, const char *name) {
         if (code != 0)
                 return code;
         if (!ok) {
-                /* A mistake in the script's declarations (a bad node name, an unknown option)
-                 * is bad usage, like a syntax error; anything else is a failed test. */
-                int status = 1;
+                int status = EXIT_FAILED;
                 if (lua_istable(L, -1)) {
                         lua_getfield(L, -1, "kind");
-                        if (lua_isstring(L, -1) && streq(lua_tostring(L, -1), "UsageError"))
-                                status = 2;
-                        /* The host lacks something the test needs (root, a device, a tool). */
-                        if (lua_isstring(L, -1) && streq(lua_tostring(L, -1), "HostError"))
-                                status = 3;
+                        status = exit_code_for_failure(lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL);
                         lua_pop(L, 1);
                 }
                 report_failure(rt);
@@ -241,8 +264,10 @@ int runtime_call(Runtime *rt, int nargs, const char *name) {
         return 0;
 }
 
-int runtime_run_script(Runtime *rt) {
+int runtime_run_script(Runtime *rt, double global_timeout) {
         lua_State *L = rt->L;
+
+        sched_arm_global_timeout(global_timeout);
 
         lua_rawgeti(L, LUA_REGISTRYINDEX, rt->script_ref);
         uint64_t start = now_usec();

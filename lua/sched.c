@@ -7,6 +7,7 @@
 #include <lualib.h>
 #include <stdarg.h>
 
+#include "exitcode.h"
 #include "log.h"
 #include "util.h"
 
@@ -48,12 +49,6 @@ static char sched_tag;  /* its address marks the runner's own yields */
 
 sd_event *sched_event(void) { return S.event; }
 lua_State *sched_main_state(void) { return S.L; }
-
-uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
 
 static void task_resume(Task *t);
 
@@ -361,7 +356,7 @@ int sched_run_until(Task *t, bool *ret_ok, lua_State **ret_thread) {
                 int r = sd_event_run(S.event, UINT64_MAX);
                 if (r < 0) {
                         log_error("event loop failed: %s", strerror(-r));
-                        S.stop_code = 1;
+                        S.stop_code = EXIT_FAILED;
                 }
         }
         if (!t->finished)
@@ -410,7 +405,7 @@ static int on_global_timeout(sd_event_source *s, uint64_t usec, void *userdata) 
         log_test_error("timeout reached; test terminating...");
         log_test_error("what the test was doing:");
         sched_report_waits(log_wait_line);
-        S.stop_code = 4;
+        S.stop_code = EXIT_TIMEOUT;
         return 0;
 }
 

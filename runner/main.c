@@ -3,29 +3,15 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include "bridge.h"
 #include "config.h"
+#include "exitcode.h"
 #include "junit.h"
 #include "log.h"
 #include "options.h"
 #include "runtime.h"
-#include "sched.h"
 #include "sandbox.h"
 #include "util.h"
 #include "moonrig-config.h"
-
-#include <lauxlib.h>
-
-int repl_run(Runtime *rt, const char *script_path);
-int nodes_from_config(lua_State *L, const Config *cfg, char **ret_error);
-
-enum {
-        EXIT_PASSED = 0,
-        EXIT_FAILED = 1,
-        EXIT_USAGE = 2,
-        EXIT_HOST = 3,
-        EXIT_TIMEOUT = 4,
-};
 
 static _Noreturn void die_usage(const char *msg) {
         fprintf(stderr, "moonrig: %s (see moonrig --help)\n", msg);
@@ -39,14 +25,6 @@ static int write_junit(const JUnit *j, const char *path, uint64_t total) {
                 return -errno;
         }
         return junit_write(j, f, total);
-}
-
-static void set_global(lua_State *L, const char *name, const char *value) {
-        if (value)
-                lua_pushstring(L, value);
-        else
-                lua_pushnil(L);
-        lua_setglobal(L, name);
 }
 
 int main(int argc, char **argv) {
@@ -117,17 +95,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "moonrig: cannot set up the Lua runtime: %s\n", strerror(-r));
                 return EXIT_HOST;
         }
-        lua_State *L = runtime_lua(rt);
-        set_global(L, "OUTPUT_DIR", o.output_dir ? o.output_dir : ".");
-        if (o.output_dir) {
-                /* only an explicit -o gets the per-node console logs */
-                bridge_internal(L);
-                lua_pushstring(L, o.output_dir);
-                lua_setfield(L, -2, "output_dir");
-                lua_pop(L, 1);
-        }
-        lua_pushboolean(L, o.keep_state);
-        lua_setglobal(L, "KEEP_MACHINE_STATE");
+        runtime_set_output_dir(rt, o.output_dir);
+        runtime_set_keep_state(rt, o.keep_state);
 
         int code = EXIT_PASSED;
         r = runtime_load_script(rt, o.script_path, &error);
@@ -137,7 +106,7 @@ int main(int argc, char **argv) {
                 goto finish;
         }
         if (config) {
-                r = nodes_from_config(L, config, &error);
+                r = runtime_add_config_nodes(rt, config, &error);
                 if (r < 0) {
                         log_test_error("%s: %s", o.config_path, error);
                         code = EXIT_USAGE;
@@ -146,11 +115,10 @@ int main(int argc, char **argv) {
         }
 
         if (o.interactive)
-                code = repl_run(rt, o.script_path);
+                code = runtime_repl(rt, o.script_path);
         else {
                 log_message(NULL, "Test will time out and terminate in %g seconds", o.global_timeout);
-                sched_arm_global_timeout(o.global_timeout);
-                code = runtime_run_script(rt);
+                code = runtime_run_script(rt, o.global_timeout);
         }
 
 finish:

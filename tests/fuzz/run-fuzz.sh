@@ -29,7 +29,7 @@ if [ -z "$fuzz_qemu" ]; then
         $cc -std=gnu11 -g -O1 $san $cflags -DFUZZ_STANDALONE \
                 -iquote "$srcdir"/runner -iquote "$srcdir"/lua -iquote . \
                 -o "$tmp"/fuzz_qemu "$srcdir"/tests/fuzz/fuzz_qemu.c "$srcdir"/runner/qemu.c "$srcdir"/runner/qmp.c \
-                ./libmoonrig.a $libs
+                ./librunner.a $libs
         fuzz_qemu=$tmp/fuzz_qemu
 fi
 "$fuzz_qemu" --random "${FUZZ_RUNS:-20000}" --seed "${FUZZ_SEED:-1}"
