@@ -42,6 +42,22 @@ static void set_integer(lua_State *L, const char *k, lua_Integer v) {
         lua_setfield(L, -2, k);
 }
 
+#define PLAN_GUARD "moonrig.netplan_guard"
+
+typedef struct {
+        Netplan *plan;
+        char *hosts, *error;
+} PlanGuard;
+
+static int plan_guard_gc(lua_State *L) {
+        PlanGuard *g = luaL_checkudata(L, 1, PLAN_GUARD);
+        netplan_free(g->plan);
+        free(g->hosts);
+        free(g->error);
+        *g = (PlanGuard) {};
+        return 0;
+}
+
 /* internal.net_plan({ {name=, vlans={...}}, ... }) ->
  *   { nodes = { [name] = { number=, links = { {vlan=, index=, ifname=, host_ifname=, bridge=,
  *     mac=, ip=, ip_cidr=, ipv6=, ipv6_cidr=}, ... } } }, vlans = {1, 2}, hosts = "..." }
@@ -86,19 +102,22 @@ static int l_net_plan(lua_State *L) {
                 lua_pop(L, 2);
         }
 
-        Netplan *plan = NULL;
-        _cleanup_free_ char *error = NULL, *hosts = NULL;
-        int r = netplan_new(specs, n, &plan, &error);
+        /* The plan, its hosts text and any error message live in a guard userdata from here
+         * on, so a Lua error (out of memory while building the result) leaks none of them. */
+        PlanGuard *g = lua_newuserdatauv(L, sizeof *g, 0);
+        *g = (PlanGuard) {};
+        luaL_setmetatable(L, PLAN_GUARD);
+        int r = netplan_new(specs, n, &g->plan, &g->error);
         if (r < 0) {
                 lua_pushnil(L);
-                lua_pushstring(L, error ? error : strerror(-r));
+                lua_pushstring(L, g->error ? g->error : strerror(-r));
                 return 2;
         }
-        r = netplan_hosts(plan, &hosts);
-        if (r < 0) {
-                netplan_free(plan);
+        r = netplan_hosts(g->plan, &g->hosts);
+        if (r < 0)
                 return luaL_error(L, "building /etc/hosts: %s", strerror(-r));
-        }
+        const Netplan *plan = g->plan;
+        const char *hosts = g->hosts;
 
         lua_createtable(L, 0, 3);
         lua_createtable(L, 0, (int) plan->n_nodes);
@@ -133,8 +152,8 @@ static int l_net_plan(lua_State *L) {
         }
         lua_setfield(L, -2, "vlans");
         set_string(L, "hosts", hosts);
-        netplan_free(plan);
-        lua_remove(L, keep);   /* the scratch arrays */
+        lua_remove(L, keep);   /* the scratch arrays and the guard (its __gc frees the plan) */
+        lua_remove(L, keep);
         lua_remove(L, keep);
         return 1;
 }
@@ -230,6 +249,11 @@ static int l_net_netem(lua_State *L) {
 }
 
 void bridge_open_net(lua_State *L) {
+        luaL_newmetatable(L, PLAN_GUARD);
+        lua_pushcfunction(L, plan_guard_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pop(L, 1);
+
         static const luaL_Reg internal[] = {
                 { "net_plan", l_net_plan },
                 { "net_preflight", l_net_preflight },

@@ -96,6 +96,7 @@ int sched_init(lua_State *L, sd_event *e) {
 static void wait_free(Wait *w) {
         if (!w)
                 return;
+        sd_event_source_disable_unref(w->deadline);
         free(w->what);
         free(w->where);
         free(w);
@@ -225,6 +226,42 @@ int sched_suspend(lua_State *L, Wait *w) {
         int base = lua_gettop(L);
         lua_pushlightuserdata(L, &sched_tag);
         return lua_yieldk(L, 1, base, wait_continue);
+}
+
+static int on_wait_deadline(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        Wait *w = userdata;
+
+        w->deadline = sd_event_source_disable_unref(w->deadline);
+        /* Detach the wait from what it waited on before it is woken (and freed). */
+        if (w->cancel) {
+                w->cancel(w);
+                w->cancel = NULL;
+        }
+        if (w->on_timeout) {
+                w->on_timeout(w);
+                return 0;
+        }
+        char *msg = NULL;
+        if (asprintf(&msg, "timed out: %s", w->what ? w->what : "waiting") < 0)
+                msg = NULL;
+        sched_wake_failure(w, "Timeout", msg ? msg : "timed out");
+        free(msg);
+        return 0;
+}
+
+int sched_suspend_timeout(lua_State *L, Wait *w, uint64_t timeout_usec, wait_timeout_fn on_timeout) {
+        if (timeout_usec != SCHED_NO_DEADLINE) {
+                int r = sd_event_add_time_relative(S.event, &w->deadline, CLOCK_MONOTONIC, timeout_usec, 1,
+                                                   on_wait_deadline, w);
+                if (r < 0) {
+                        if (w->cancel)
+                                w->cancel(w);
+                        wait_free(w);
+                        return luaL_error(L, "cannot arm a deadline: %s", strerror(-r));
+                }
+                w->on_timeout = on_timeout;
+        }
+        return sched_suspend(L, w);
 }
 
 void sched_wake(Wait *w, bool ok, sched_push_fn push, void *userdata) {
@@ -418,32 +455,12 @@ int sched_arm_global_timeout(double seconds) {
 
 /* ---- sleep ---- */
 
-static void timer_cancel(Wait *w) {
-        sd_event_source_disable_unref(w->data);
-}
-
-static int on_sleep_done(sd_event_source *s, uint64_t usec, void *userdata) {
-        Wait *w = userdata;
-        sd_event_source_disable_unref(s);
-        sched_wake_ok(w);
-        return 0;
-}
-
 static int l_sleep(lua_State *L) {
         double seconds = luaL_checknumber(L, 1);
         luaL_argcheck(L, seconds >= 0, 1, "must not be negative");
 
         Wait *w = sched_wait_new(L, "sleep %.2f s", seconds);
-        sd_event_source *src;
-        int r = sd_event_add_time_relative(S.event, &src, CLOCK_MONOTONIC,
-                                           (uint64_t) (seconds * 1e6), 1, on_sleep_done, w);
-        if (r < 0) {
-                free(w);
-                return luaL_error(L, "sleep: cannot arm timer: %s", strerror(-r));
-        }
-        w->data = src;
-        w->cancel = timer_cancel;
-        return sched_suspend(L, w);
+        return sched_suspend_timeout(L, w, (uint64_t) (seconds * 1e6), sched_wake_ok);
 }
 
 /* ---- parallel ---- */
@@ -503,12 +520,19 @@ static int l_parallel(lua_State *L) {
 
         Wait *w = sched_wait_new(L, "%d parallel tasks", n);
         Join *j = calloc(1, sizeof(Join));
-        if (!j)
+        if (j) {
+                j->children = calloc((size_t) n, sizeof(Task *));
+                j->refs = calloc((size_t) n, sizeof(int));
+        }
+        if (!j || !j->children || !j->refs) {
+                if (j) {
+                        free(j->children);
+                        free(j->refs);
+                }
+                free(j);
+                wait_free(w);
                 return luaL_error(L, "out of memory");
-        j->children = calloc((size_t) n, sizeof(Task *));
-        j->refs = calloc((size_t) n, sizeof(int));
-        if (!j->children || !j->refs)
-                return luaL_error(L, "out of memory");
+        }
         j->n = j->pending = n;
         j->wait = w;
         for (int i = 0; i < n; i++)

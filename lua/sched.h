@@ -13,6 +13,8 @@ typedef struct Wait Wait;
 /* A wait is what a task is blocked on. The waiter fills in cancel/data; the scheduler
  * owns the Wait and frees it once the task is woken or cancelled. */
 typedef void (*wait_cancel_fn)(Wait *w);
+/* What a wait does when its deadline passes (it must wake the wait). */
+typedef void (*wait_timeout_fn)(Wait *w);
 
 struct Wait {
         Task *task;
@@ -20,7 +22,12 @@ struct Wait {
         char *where;         /* "test.lua:12", the script line that waits */
         wait_cancel_fn cancel;
         void *data;
+        /* owned by the scheduler (sched_suspend_timeout) */
+        sd_event_source *deadline;
+        wait_timeout_fn on_timeout;
 };
+
+#define SCHED_NO_DEADLINE UINT64_MAX
 
 int sched_init(lua_State *L, sd_event *e);
 void sched_done(void);
@@ -35,6 +42,11 @@ Task *sched_spawn(lua_State *L, const char *name, int nargs);
  * function's caller then receives the values pushed by the waker. */
 Wait *sched_wait_new(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sched_suspend(lua_State *L, Wait *w);
+/* As sched_suspend, with the wait's deadline kept by the scheduler: unless woken first, after
+ * timeout_usec (SCHED_NO_DEADLINE: never) the wait's cancel function runs, then on_timeout(w)
+ * wakes it; with on_timeout NULL it fails with a Timeout failure "timed out: <what>". If the
+ * deadline cannot be armed, the wait is cancelled and freed and a Lua error is raised. */
+int sched_suspend_timeout(lua_State *L, Wait *w, uint64_t timeout_usec, wait_timeout_fn on_timeout);
 
 /* Resume the waiting task. push() pushes the result values onto the given state and
  * returns how many (may be NULL for none). */
