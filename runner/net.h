@@ -87,7 +87,8 @@ typedef struct NetemSpec {
 
 /* Installs (or replaces) netem as the root qdisc of ifname; spec NULL deletes the root qdisc
  * again (a no-op when this Net set none on a link it made, or when there is only the default).
- * -EINVAL for negative values or a loss over 100; -EOPNOTSUPP when the kernel has no netem
+ * -EINVAL for negative or not-a-number values, a loss over 100, a delay over 9e12 ms or a rate
+ * over 1.8e16 kbit; -EOPNOTSUPP when the kernel has no netem
  * (this project's Firecracker CI kernels are built without CONFIG_NET_SCH_NETEM). */
 int net_netem_set(Net *net, const char *ifname, const NetemSpec *spec);
 
