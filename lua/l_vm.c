@@ -324,6 +324,8 @@ static int l_start(lua_State *L) {
         int r = qemu_start(v->q);
         if (r < 0 && r != -EBUSY) {
                 v->booting = false;
+                if (qemu_start_error(v->q))
+                        return luaL_error(L, "%s", qemu_start_error(v->q));
                 return luaL_error(L, "%s: cannot start the VM: %s", v->name, strerror(-r));
         }
         return 0;

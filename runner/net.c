@@ -694,22 +694,44 @@ int net_tap_open(Net *net, const char *name, const char *bridge, int *ret_fd) {
         return 0;
 }
 
-/* Builds RTM_NEWQDISC for netem by hand, byte for byte as `tc qdisc replace ... netem` does
- * (checked against strace of tc): libnl 3.7's netem has no rate. TCA_OPTIONS of netem is a
- * struct tc_netem_qopt followed by attributes, and is not flagged NLA_F_NESTED. Delays go both
- * as 64 ns ticks in the qopt (old kernels) and in ns as LATENCY64/JITTER64 (4.15+, precise). */
+/* Whether net_netem_set takes spec: delays from 0 to about 290 years (their ns fit an int64),
+ * a loss from 0 to 100 %, a rate whose bytes/s fit a uint64. NaN fails every comparison. */
+static bool netem_spec_ok(const NetemSpec *spec) {
+        return spec->delay_ms >= 0 && spec->delay_ms < 9e12 && spec->jitter_ms >= 0 && spec->jitter_ms < 9e12 &&
+               spec->loss_percent >= 0 && spec->loss_percent <= 100 && spec->rate_kbit <= UINT64_MAX / 1000;
+}
+
+/* 64 ns ticks (the kernel's PSCHED_SHIFT 6) for struct tc_netem_qopt, saturated. */
+static uint32_t netem_ticks(int64_t ns) {
+        return ns / 64 >= UINT32_MAX ? UINT32_MAX : (uint32_t) (ns / 64);
+}
+
+/* Builds RTM_NEWQDISC for netem by hand, byte for byte as `tc qdisc replace dev X root netem ...`
+ * (iproute2 6.1) sends it: tests/unit/test_net.c holds tc's bytes. libnl 3.7's netem has no rate.
+ * TCA_OPTIONS of netem is a struct tc_netem_qopt followed by attributes, not flagged NLA_F_NESTED.
+ * Delays go as 64 ns ticks in the qopt, as tc sends them (it truncates to whole microseconds first,
+ * we do not: a delay with a fraction of a microsecond differs by under 64 ns). Only a delay tc
+ * refuses (over 2^32 ticks, about 275 s) also goes in ns as LATENCY64/JITTER64 (kernel 4.15+). A
+ * rate from 2^32 bytes/s on goes as RATE64 before a saturated RATE, as tc orders them. */
 static int netem_msg(int ifindex, const NetemSpec *spec, struct nl_msg **ret) {
-        _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
+        _cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
         struct tcmsg tcm = { .tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_parent = TC_H_ROOT };
         struct tc_netem_qopt qopt = { .limit = 1000 };
         struct nlattr *opts;
+
+        if (!netem_spec_ok(spec))
+                return -EINVAL;
+
         double loss = spec->loss_percent / 100.0 * (double) UINT32_MAX + 0.5;
         int64_t delay_ns = (int64_t) (spec->delay_ms * 1e6), jitter_ns = (int64_t) (spec->jitter_ms * 1e6);
         uint64_t rate = spec->rate_kbit * 1000 / 8;
 
         qopt.loss = loss >= (double) UINT32_MAX ? UINT32_MAX : (uint32_t) loss;
-        qopt.latency = delay_ns / 64 >= UINT32_MAX ? UINT32_MAX : (uint32_t) (delay_ns / 64);
-        qopt.jitter = jitter_ns / 64 >= UINT32_MAX ? UINT32_MAX : (uint32_t) (jitter_ns / 64);
+        qopt.latency = netem_ticks(delay_ns);
+        qopt.jitter = netem_ticks(jitter_ns);
+
+        /* REQUEST and ACK as nl_send_sync would add them, so that the bytes here are tc's. */
+        msg = nlmsg_alloc_simple(RTM_NEWQDISC, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE);
         if (!msg)
                 return -ENOMEM;
         if (nlmsg_append(msg, &tcm, sizeof tcm, NLMSG_ALIGNTO) < 0 ||
@@ -719,20 +741,35 @@ static int netem_msg(int ifindex, const NetemSpec *spec, struct nl_msg **ret) {
         if (nla_put(msg, TCA_OPTIONS, 0, NULL) < 0 ||
             nlmsg_append(msg, &qopt, sizeof qopt, NLMSG_ALIGNTO) < 0)
                 return -EMSGSIZE;
-        if (delay_ns > 0 && nla_put_s64(msg, TCA_NETEM_LATENCY64, delay_ns) < 0)
+        if (qopt.latency == UINT32_MAX && nla_put_s64(msg, TCA_NETEM_LATENCY64, delay_ns) < 0)
                 return -EMSGSIZE;
-        if (jitter_ns > 0 && nla_put_s64(msg, TCA_NETEM_JITTER64, jitter_ns) < 0)
+        if (qopt.jitter == UINT32_MAX && nla_put_s64(msg, TCA_NETEM_JITTER64, jitter_ns) < 0)
                 return -EMSGSIZE;
         if (rate > 0) {
-                struct tc_netem_rate r = { .rate = rate >= UINT32_MAX ? UINT32_MAX : (uint32_t) rate };
-                if (nla_put(msg, TCA_NETEM_RATE, sizeof r, &r) < 0)
+                struct tc_netem_rate r = { .rate = rate > UINT32_MAX ? UINT32_MAX : (uint32_t) rate };
+                if (rate > UINT32_MAX && nla_put_u64(msg, TCA_NETEM_RATE64, rate) < 0)
                         return -EMSGSIZE;
-                if (rate >= UINT32_MAX && nla_put_u64(msg, TCA_NETEM_RATE64, rate) < 0)
+                if (nla_put(msg, TCA_NETEM_RATE, sizeof r, &r) < 0)
                         return -EMSGSIZE;
         }
         if (nla_nest_end(msg, opts) < 0)
                 return -EMSGSIZE;
         *ret = TAKE_PTR(msg);
+        return 0;
+}
+
+int net_netem_message(int ifindex, const NetemSpec *spec, void **ret, size_t *ret_size) {
+        _cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
+        int r = netem_msg(ifindex, spec, &msg);
+        if (r < 0)
+                return r;
+        struct nlmsghdr *h = nlmsg_hdr(msg);
+        void *copy = malloc(h->nlmsg_len);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, h, h->nlmsg_len);
+        *ret = copy;
+        *ret_size = h->nlmsg_len;
         return 0;
 }
 
@@ -768,11 +805,10 @@ int net_netem_set(Net *net, const char *ifname, const NetemSpec *spec) {
         }
 
         snprintf(what, sizeof what, "setting netem on %s", ifname);
-        if (!(spec->delay_ms >= 0 && spec->jitter_ms >= 0 && spec->loss_percent >= 0 && spec->loss_percent <= 100))
-                return net_fail(net, -EINVAL, "%s: delay %g ms, jitter %g ms, loss %g%% (use delays >= 0 and a "
-                                "loss from 0 to 100)", what, spec->delay_ms, spec->jitter_ms, spec->loss_percent);
-        if (spec->rate_kbit > UINT64_MAX / 1000)
-                return net_fail(net, -EINVAL, "%s: rate %" PRIu64 " kbit is too large", what, spec->rate_kbit);
+        if (!netem_spec_ok(spec))
+                return net_fail(net, -EINVAL, "%s: delay %g ms, jitter %g ms, loss %g%%, rate %" PRIu64 " kbit "
+                                "(use delays from 0 to 9e12 ms, a loss from 0 to 100 and a rate up to 1.8e16 kbit)",
+                                what, spec->delay_ms, spec->jitter_ms, spec->loss_percent, spec->rate_kbit);
 
         ifindex = link_index(net, net->sk, ifname, what);
         if (ifindex < 0)

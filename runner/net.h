@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -86,9 +87,15 @@ typedef struct NetemSpec {
 
 /* Installs (or replaces) netem as the root qdisc of ifname; spec NULL deletes the root qdisc
  * again (a no-op when this Net set none on a link it made, or when there is only the default).
- * -EINVAL for negative values or a loss over 100; -EOPNOTSUPP when the kernel has no netem
+ * -EINVAL for negative or not-a-number values, a loss over 100, a delay over 9e12 ms or a rate
+ * over 1.8e16 kbit; -EOPNOTSUPP when the kernel has no netem
  * (this project's Firecracker CI kernels are built without CONFIG_NET_SCH_NETEM). */
 int net_netem_set(Net *net, const char *ifname, const NetemSpec *spec);
+
+/* The RTM_NEWQDISC request net_netem_set sends for spec on the link ifindex, as bytes (free
+ * them): those `tc qdisc replace dev <link> root netem ...` sends for the same settings, with
+ * nlmsg_seq and nlmsg_pid 0 (the socket fills them in). -EINVAL for a spec net_netem_set refuses. */
+int net_netem_message(int ifindex, const NetemSpec *spec, void **ret, size_t *ret_size);
 
 #define NET_NEED_TUN   (1u << 0) /* the test has VMs: /dev/net/tun must work */
 #define NET_NEED_NETEM (1u << 1) /* the test impairs links: sch_netem must load */

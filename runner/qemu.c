@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "accel.h"
 #include "outbuf.h"
 #include "qemu.h"
 #include "strv.h"
@@ -113,6 +114,7 @@ struct Qemu {
         QemuExecJob *orphans;           /* cut off by a reboot; failed with their error at the next kick */
         int fail_jobs;                  /* fail every job with this error at the next kick */
         char *pending_notice;           /* told at the next kick: callbacks never run from API calls */
+        char *start_error;              /* why the last qemu_start failed, if it says */
         char shutdown_reason[32];       /* of QMP's SHUTDOWN event in this run: "guest-reset", ... */
         sd_event_source *kick_source;
 
@@ -945,8 +947,7 @@ static int on_child_exit(sd_event_source *s _unused_, const siginfo_t *si, void 
                 goto out;
         run_teardown(q);
 
-        if (kvm && q->cfg.accel == QEMU_ACCEL_KVM_OR_TCG && was == STATE_BOOTING &&
-            (q->restart_tcg || !q->console_seen)) {
+        if (accel_falls_back(q->cfg.accel, kvm, was == STATE_BOOTING, q->restart_tcg, q->console_seen)) {
                 if (!q->restart_tcg)
                         notice(q, "node %s: QEMU exited with status %d under KVM before any output: starting it "
                                   "again under TCG", q->cfg.name, status);
@@ -1004,7 +1005,7 @@ static int on_probe_timeout(sd_event_source *s _unused_, uint64_t usec _unused_,
 
         enter(q);
         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
-        if (q->kvm && !q->console_seen && q->state == STATE_BOOTING && q->pid > 0) {
+        if (accel_probe_gives_up(q->kvm, q->state == STATE_BOOTING && q->pid > 0, q->console_seen)) {
                 notice(q, "node %s: no console output within %.1f s under KVM (nested virtualisation may not "
                           "work here): starting it again under TCG",
                        q->cfg.name, (double) q->cfg.kvm_probe_usec / SEC);
@@ -1303,29 +1304,25 @@ fail:
 }
 
 int qemu_start(Qemu *q) {
-        bool kvm = false;
+        _cleanup_free_ char *m = NULL;
+        AccelChoice a;
 
         if (q->pid > 0)
                 return -EBUSY;
-        switch (q->cfg.accel) {
-        case QEMU_ACCEL_TCG:
-                break;
-        case QEMU_ACCEL_KVM:
-                kvm = true;
-                break;
-        case QEMU_ACCEL_KVM_OR_TCG:
-                kvm = kvm_usable();
-                if (!kvm && !q->pending_notice) {
-                        if (asprintf(&q->pending_notice, "node %s: /dev/kvm cannot be opened (%m): running under TCG",
-                                     q->cfg.name) < 0)
-                                q->pending_notice = NULL;
-                        kick(q);
-                }
-                break;
+        int r = accel_choose(q->cfg.accel, kvm_usable() ? 0 : -errno, q->cfg.start_script, q->cfg.name, &a, &m);
+        free(q->start_error);
+        q->start_error = r < 0 ? TAKE_PTR(m) : NULL;
+        if (r < 0)
+                return r;
+        if (m && !q->pending_notice) {
+                q->pending_notice = TAKE_PTR(m);
+                kick(q);
         }
-        if (q->cfg.start_script)
-                kvm = false;   /* the script picks its accelerator */
-        return spawn(q, kvm);
+        return spawn(q, a.kvm);
+}
+
+const char *qemu_start_error(Qemu *q) {
+        return q->start_error;
 }
 
 int qemu_shutdown(Qemu *q) {
@@ -1421,6 +1418,7 @@ static void qemu_destroy(Qemu *q) {
         }
         sd_event_source_disable_unref(q->kick_source);
         free(q->pending_notice);
+        free(q->start_error);
         for (size_t i = 0; i < LAST_LINES; i++)
                 free(q->last[i]);
         for (size_t i = 0; i < q->cfg.n_nics && q->nics; i++) {
