@@ -237,8 +237,17 @@ static int l_net_netem(lua_State *L) {
                         .delay_ms = opt_field(L, 2, "delay"),
                         .jitter_ms = opt_field(L, 2, "jitter"),
                         .loss_percent = opt_field(L, 2, "loss"),
-                        .rate_kbit = (uint64_t) opt_field(L, 2, "rate"),
                 };
+                /* Converting a negative, NaN or too large double to an integer is undefined:
+                 * refuse it here (the stdlib refuses such values earlier, as usage errors). */
+                double rate = opt_field(L, 2, "rate");
+                if (!(rate >= 0 && rate < 0x1p64)) {
+                        lua_pushnil(L);
+                        lua_pushfstring(L, "rate %f is not a number of kbit/s from 0 to 2^64", rate);
+                        lua_pushstring(L, "failed");
+                        return 3;
+                }
+                spec.rate_kbit = (uint64_t) rate;
                 p = &spec;
         }
         int r = net_netem_set(net, name, p);

@@ -919,6 +919,9 @@ local function impair_links(links, spec, who)
         usage_error(fmt("%s: impair: unknown key %s (delay, jitter, loss, rate, vlan)", who, tostring(k)))
       end
       if type(v) ~= "number" then usage_error(fmt("%s: impair: %s must be a number", who, k)) end
+      if k ~= "vlan" and not (v >= 0 and v < math.huge) then
+        usage_error(fmt("%s: impair: %s must be a finite number, not negative (got %s)", who, k, tostring(v)))
+      end
     end
     netem = { delay = spec.delay, jitter = spec.jitter, loss = spec.loss, rate = spec.rate }
     if next(netem) == nil then netem = nil end
