@@ -160,3 +160,37 @@ wait_ready() {
         done
         [ -e "$3/ready" ]
 }
+
+# watched_run DIR LOG CMD...: run CMD (a moonrig run of a script that calls checkpoint()) with its
+# output in LOG, record it into DIR/rec when it reaches checkpoint(), and wait for its end; st is
+# its exit status. False when it never reached checkpoint() (then it is killed, with what it
+# started).
+watched_run() {
+        _d=$1 _log=$2; shift 2
+        rm -rf "$_d/marks" "$_d/rec"; mkdir -p "$_d/marks" "$_d/rec"
+        MOONRIG_TEST_MARKS=$_d/marks "$@" > "$_log" 2>&1 &
+        _pid=$!
+        if wait_ready 600 $_pid "$_d/marks"; then
+                record_run $_pid "$_d/rec"
+                touch "$_d/marks/recorded"
+                wait $_pid; st=$?
+                return 0
+        fi
+        record_run $_pid "$_d/rec"
+        kill -KILL $_pid 2>/dev/null
+        wait $_pid; st=$?
+        kill_leftovers "$_d/rec"
+        return 1
+}
+
+# nothing_left DIR WHAT: the check that nothing of the run recorded by watched_run is left once
+# it ended (given a generous while for the kernel to tear it down); then drops the pins.
+nothing_left() {
+        if gone_within 60 "$1/rec"; then
+                ok "$2: none of its $(wc -l < "$1/rec/procs") processes and $(wc -l < "$1/rec/ns") namespaces is left"
+        else
+                not_ok "$2: something of the run is left"
+                sed 's/^/#   /' "$1/rec/left"
+        fi
+        kill_leftovers "$1/rec"
+}
