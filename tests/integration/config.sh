@@ -5,6 +5,7 @@
 # environment, config errors, and that nothing is left behind.
 set -u
 moonrig=${MOONRIG:-./moonrig}
+# shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP root: config.sh needs root (containers)"; exit 77; fi
 tmp=$(mktemp -d)

@@ -7,6 +7,7 @@
 set -u
 moonrig=${MOONRIG:-./moonrig}
 tree=${MOONRIG_TEST_TREE:-/var/cache/moonrig-test/bookworm}
+# shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP root: dirimage.sh needs root (containers)"; exit 77; fi
 tmp=$(mktemp -d)

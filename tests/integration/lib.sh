@@ -4,7 +4,7 @@
 # run while it was alive (its processes by PID and start time, its namespaces by identity), never
 # by matching process names host-wide: other runs may be going at the same time on the host.
 
-pass=0 fail=0 skipped=0
+pass=0 fail=0 skipped=0 st=0
 ok() { echo "ok - $1"; pass=$((pass + 1)); }
 not_ok() { echo "not ok - $1"; fail=$((fail + 1)); }
 skip() { echo "ok - $1 # SKIP $2: $3"; skipped=$((skipped + 1)); }

@@ -3,6 +3,7 @@
 # reaped while the run goes on, and moonrig still gets the exit status of every command it runs.
 set -u
 moonrig=${MOONRIG:-./moonrig}
+# shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP root: reap.sh needs root (the run's sandbox)"; exit 77; fi
 tmp=$(mktemp -d); pid=

@@ -5,6 +5,7 @@
 # is made of is recorded while it runs; nothing is matched host-wide by name.
 set -u
 moonrig=${MOONRIG:-./moonrig}
+# shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP root: sigkill.sh needs root (the run's sandbox)"; exit 77; fi
 tmp=$(mktemp -d); pid=
@@ -30,7 +31,7 @@ LUA
 SIGKILL_VM=$vm MOONRIG_TEST_MARKS=$tmp/marks "$moonrig" "$tmp/t.lua" >"$tmp/log" 2>&1 &
 pid=$!
 # A TCG VM boots slowly on a busy machine: a generous bound, but a bound.
-wait_ready 600 $pid "$tmp/marks" || bail "the run never got ready (its container up$([ $vm = 0 ] || echo ", its VM up"))" "$tmp/log"
+wait_ready 600 $pid "$tmp/marks" || bail "the run never got ready (its container$([ $vm = 0 ] || echo " and VM") booted and running commands)" "$tmp/log"
 record_run $pid "$tmp/rec"
 touch "$tmp/marks/recorded"
 ok "the run got ready"
