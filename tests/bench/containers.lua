@@ -124,14 +124,14 @@ if #B.raw > 0 then
   print(fmt("    ratio to raw (medians): %.2f without a link, %.2f with one   target <= 1.1",
     median(B.lean) / median(B.raw), median(B.linked) / median(B.raw)))
 end
-print("    NixOS driver: 0.658 s, raw READY=1 0.527 s (ratio 1.25)")
+print("    historical reference, not measured here: NixOS driver 0.658 s, raw READY=1 0.527 s (ratio 1.25)")
 print("(b) command latency")
 print("    succeed(\"true\"):                                        " .. spread(lat, 1000, "ms", 2))
 print("    shell loop of nsenter -t LEADER -a true:                " .. spread(ns, 1000, "ms", 2))
 print(fmt("    ratio %.2f of nsenter   target: succeed <= 2 ms   (loop's own timing floor %.3f ms)",
   median(lat) / median(ns), median(floor) * 1000))
-print("    NixOS driver: 6.5 ms (nsenter -a true 3.2 ms)")
+print("    historical reference, not measured here: NixOS driver 6.5 ms (nsenter -a true 3.2 ms, ratio 2.0)")
 print("(c) wait_for_unit lag, ActiveEnterTimestamp to the return")
 print("    moonrig:                                                " .. spread(lags, 1000, "ms", 1))
-print("    target: median <= 20 ms   NixOS driver: 510 ms mean (a 1 s poll)")
+print("    target: median <= 20 ms   historical reference, not measured here: NixOS driver 510 ms mean (a 1 s poll)")
 print("==== end")

@@ -4,8 +4,9 @@
 # READY=1. Run as root from the source tree: tests/bench/network.sh [N...] (default 10 24 50);
 # RUNS=k repeats each N, RAW=0 skips the baseline, MOONRIG=path (default ./build/moonrig), LOGS=dir
 # keeps every run's log there (a failed moonrig run's log is always kept, in /tmp).
-# Prints figures and ratios to the targets and to the NixOS driver
-# (../shared/reference/nixos-driver-measured.md); no assertions: machines are noisy.
+# Prints figures, per-node times, and the ratio moonrig/raw of the same N measured in the same run;
+# the targets and the NixOS driver's figures (../shared/reference/nixos-driver-measured.md, not
+# measured here) as references only. No assertions: machines are noisy.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -210,7 +211,7 @@ EOF
         if [ "$n" = 50 ]; then
                 echo "  vs target     RSS $(ratio "$(kb "${inner:-0}")" 15) of 15 MiB"
         fi
-        echo "$n $k $script $whole ${inner:-0}" >> "$tmp/summary"
+        echo "$n $k $script $whole ${inner:-0} $ready" >> "$tmp/summary"
         [ -z "${LOGS:-}" ] || { mkdir -p "$LOGS" && cp "$log" "$LOGS/"; }
 }
 
@@ -256,7 +257,18 @@ raw_run() {
         echo "  whole process $(secs $((e - s))) s, CPU $cpu s user+sys;" \
                 "other work meanwhile $(others "$b0" "$b1" "$cpu") CPU-s"
         echo "  nodes         $units systemd's \"Failed to attach ... cgroup\""
-        echo "$n $k $prep $ready $(secs $((e - s)))" >> "$tmp/rawsummary"
+        rwhole=$(secs $((e - s)))
+        rboot=$(awk -v p="$prep" -v r="$ready" 'BEGIN { printf "%.3f", p + r }')
+        echo "  per node      $(ratio "$rwhole" "$n") s whole, $(ratio "$rboot" "$n") s roots and boot to READY=1"
+        # moonrig's run of the same N just before: its figures over these
+        m=$(awk -v n="$n" -v k="$k" '$1 == n && $2 == k { print $6, $4 }' "$tmp/summary" 2>/dev/null)
+        if [ -n "$m" ]; then
+                mready=${m% *} mwhole=${m#* }
+                echo "  moonrig/raw   all ready $(ratio "$mready" "$rboot") (moonrig's roots, boot and wait_for_unit" \
+                        "$mready s / raw roots and READY=1 $rboot s), whole process $(ratio "$mwhole" "$rwhole")" \
+                        "($mwhole s / $rwhole s; moonrig's also runs hello and the pings)"
+        fi
+        echo "$n $k $prep $ready $rwhole $rboot" >> "$tmp/rawsummary"
         [ -z "${LOGS:-}" ] || { mkdir -p "$LOGS" && cp "$tmp/raw.out" "$LOGS/raw-$n-$k.out"; }
 }
 
@@ -272,9 +284,17 @@ done
 
 if [ -s "$tmp/summary" ]; then
         echo
-        echo "summary (moonrig): N run script_s whole_s rss_MiB | raw: prep_s ready_s whole_s"
-        while read -r n k script whole rss; do
-                r=$(awk -v n="$n" -v k="$k" '$1 == n && $2 == k { print $3, $4, $5 }' "$tmp/rawsummary" 2>/dev/null)
-                echo "  $n $k $script $whole $(kb "$rss") | ${r:--}"
+        echo "summary (moonrig): N run script_s whole_s rss_MiB | raw: prep_s ready_s whole_s" \
+                "| moonrig/raw: ready whole | per node: moonrig whole_s, raw whole_s"
+        while read -r n k script whole rss mready; do
+                r=$(awk -v n="$n" -v k="$k" '$1 == n && $2 == k { print $3, $4, $5, $6 }' "$tmp/rawsummary" 2>/dev/null)
+                if [ -n "$r" ]; then
+                        rboot=${r##* } r=${r% *} rwhole=${r##* }
+                        echo "  $n $k $script $whole $(kb "$rss") | $r | $(ratio "$mready" "$rboot")" \
+                                "$(ratio "$whole" "$rwhole") | $(ratio "$whole" "$n") $(ratio "$rwhole" "$n")"
+                else
+                        echo "  $n $k $script $whole $(kb "$rss") | - (no raw baseline: RAW=0, or it failed) | - |" \
+                                "$(ratio "$whole" "$n") -"
+                fi
         done < "$tmp/summary"
 fi

@@ -3,7 +3,9 @@
 # reaped while the run goes on, and moonrig still gets the exit status of every command it runs.
 set -u
 moonrig=${MOONRIG:-./moonrig}
-if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP reap.sh needs root (the run's sandbox)"; exit 77; fi
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+if [ "$(id -u)" != 0 ]; then echo "1..0 # SKIP root: reap.sh needs root (the run's sandbox)"; exit 77; fi
 tmp=$(mktemp -d); pid=
 trap '[ -n "$pid" ] && kill -KILL $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 cat > "$tmp/t.lua" <<'LUA'
@@ -61,16 +63,12 @@ REAP_DIR=$tmp "$moonrig" "$tmp/t.lua" >"$tmp/log" 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 600 ] && [ ! -e "$tmp/orphaned" ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done
-fail=0
-if [ ! -e "$tmp/orphaned" ]; then
-  echo "not ok - the run never got to orphan its processes"; sed 's/^/#   /' "$tmp/log"
-  echo "0 passed, 1 failed"; exit 1
-fi
+[ -e "$tmp/orphaned" ] || bail "the run never got to orphan its processes" "$tmp/log"
 # The run's init: the only child of the process we started.
 init=$(tr -d ' ' < /proc/$pid/task/$pid/children)
 orphan=$(pgrep -x -P "$init" sleep)
-if [ -n "$orphan" ]; then echo "ok - the run's init inherits the host orphan ($orphan)"
-else echo "not ok - no orphan under the run's init $init: the check would prove nothing"; fail=1; fi
+if [ -n "$orphan" ]; then ok "the run's init inherits the host orphan ($orphan)"
+else not_ok "no orphan under the run's init $init: the check would prove nothing"; fi
 touch "$tmp/seen"
 
 i=0
@@ -78,18 +76,16 @@ while [ $i -lt 300 ] && [ ! -e "$tmp/done" ] && kill -0 $pid 2>/dev/null; do sle
 # A zombie may be caught between its exit and its reaping: only one seen twice, 1 s apart, stays.
 zombies $pid > "$tmp/z1"; sleep 1; zombies $pid > "$tmp/z2"
 stay=$(comm -12 "$tmp/z1" "$tmp/z2" | tr '\n' ' ')
-if [ -z "$stay" ] && [ -e "$tmp/done" ]; then echo "ok - no zombie stays in the run"
+if [ -z "$stay" ] && [ -e "$tmp/done" ]; then ok "no zombie stays in the run"
 else
-  echo "not ok - zombies stay in the run: ${stay:-none, but the run did not get that far}"
+  not_ok "zombies stay in the run: ${stay:-none, but the run did not get that far}"
   [ -n "$stay" ] && tree $pid | sed 's/^/#   /'
-  fail=1
 fi
-if [ -n "$orphan" ] && [ -d /proc/$orphan ]; then echo "not ok - the orphan $orphan is still there"; fail=1
-else echo "ok - the orphan is gone"; fi
+if [ -n "$orphan" ] && [ -d /proc/$orphan ]; then not_ok "the orphan $orphan is still there"
+else ok "the orphan is gone"; fi
 touch "$tmp/checked"
 
 wait $pid; rc=$?; pid=
-if [ $rc = 0 ]; then echo "ok - every command's exit status reached moonrig"
-else echo "not ok - the run failed (status $rc)"; sed 's/^/#   /' "$tmp/log"; fail=1; fi
-if [ $fail = 0 ]; then echo "4 passed, 0 failed"; else echo "failed"; fi
-exit $fail
+if [ $rc = 0 ]; then ok "every command's exit status reached moonrig"
+else not_ok "the run failed (status $rc)"; sed 's/^/#   /' "$tmp/log"; fi
+summary
