@@ -1243,6 +1243,55 @@ void container_release(Container *c) {
 
 /* ---- life ---- */
 
+/* The machine interface (machine.h) over the functions below. */
+static int vt_start(Machine *m) {
+        return container_start((Container *) m);
+}
+
+static int vt_poweroff(Machine *m) {
+        return container_shutdown((Container *) m);
+}
+
+static int vt_reboot(Machine *m) {
+        return container_reboot((Container *) m);
+}
+
+static void vt_crash(Machine *m) {
+        container_crash((Container *) m);
+}
+
+static void vt_release(Machine *m) {
+        container_release((Container *) m);
+}
+
+static bool vt_is_ready(Machine *m) {
+        return m->state == MACHINE_READY;
+}
+
+static void on_vt_exec_done(ExecResult *r, void *userdata) {
+        machine_exec_done(userdata, r);
+}
+
+/* The backdoor's flags do not apply: the stdlib runs such commands in the background itself. */
+static int vt_exec(Machine *m, MachineExec *x, const char *command, uint64_t timeout_usec, unsigned flags _unused_,
+                   void **ret_job) {
+        ExecJob *job = NULL;
+        int r = container_exec((Container *) m, command, timeout_usec, on_vt_exec_done, x, &job);
+
+        *ret_job = job;
+        return r;
+}
+
+static void vt_exec_cancel(void *job) {
+        exec_cancel(job);
+}
+
+static int vt_add_file(Machine *m, const char *path, const void *content, size_t len, mode_t mode) {
+        HostImageFile f = { .path = path, .content = content, .len = len, .mode = mode };
+
+        return container_add_file((Container *) m, &f);
+}
+
 /* container_new's callbacks, typed for a Container. */
 static void call_on_ready(Machine *m, int error, const char *message) {
         ((Container *) m)->cb.on_ready((Container *) m, error, message);
@@ -1277,6 +1326,15 @@ static const MachineVTable container_vtable = {
         .boot_timeout_message = boot_timeout_message,
         .failure_hint = failure_hint,
         .destroy = container_destroy,
+        .start = vt_start,
+        .poweroff = vt_poweroff,
+        .reboot = vt_reboot,
+        .crash = vt_crash,
+        .release = vt_release,
+        .is_ready = vt_is_ready,
+        .exec = vt_exec,
+        .exec_cancel = vt_exec_cancel,
+        .add_file = vt_add_file,
 };
 
 static int copy_file(const HostImageFile *f, HostImageFile *g) {

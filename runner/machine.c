@@ -251,3 +251,108 @@ void machine_forget_run(Machine *m) {
         m->shutdown_timer = sd_event_source_disable_unref(m->shutdown_timer);
         m->kill_timer = sd_event_source_disable_unref(m->kill_timer);
 }
+
+/* ---- one interface for every kind ---- */
+
+struct MachineExec {
+        Machine *m;
+        void *job;
+        machine_exec_fn done;
+        void *userdata;
+        uint64_t timeout_usec, started_usec;
+};
+
+void machine_set_callbacks(Machine *m, const MachineCallbacks *cb, void *userdata) {
+        m->cb = cb ? *cb : (MachineCallbacks) {};
+        m->userdata = userdata;
+}
+
+int machine_start(Machine *m) {
+        return m->vtable->start(m);
+}
+
+int machine_poweroff(Machine *m) {
+        return m->vtable->poweroff(m);
+}
+
+/* Ready or nothing, for every kind (a VM's QEMU used to take a reboot while booting too). */
+int machine_reboot(Machine *m) {
+        if (!machine_is_ready(m))
+                return -EBUSY;
+        return m->vtable->reboot(m);
+}
+
+void machine_crash(Machine *m) {
+        m->vtable->crash(m);
+}
+
+void machine_release(Machine *m) {
+        m->vtable->release(m);
+}
+
+int machine_add_file(Machine *m, const char *path, const void *content, size_t len, mode_t mode) {
+        return m->vtable->add_file ? m->vtable->add_file(m, path, content, len, mode) : 0;
+}
+
+bool machine_is_up(Machine *m) {
+        return m && m->pid > 0;
+}
+
+bool machine_is_ready(Machine *m) {
+        return m && m->vtable->is_ready(m);
+}
+
+const char *machine_name(Machine *m) {
+        return m->name;
+}
+
+MachineKind machine_kind(Machine *m) {
+        return m->vtable->kind;
+}
+
+void *machine_userdata(Machine *m) {
+        return m->userdata;
+}
+
+int machine_exec(Machine *m, const char *command, uint64_t timeout_usec, unsigned flags, machine_exec_fn done,
+                 void *userdata, MachineExec **ret) {
+        MachineExec *x;
+        int r;
+
+        if (!m || !command || !done)
+                return -EINVAL;
+        x = calloc(1, sizeof *x);
+        if (!x)
+                return -ENOMEM;
+        *x = (MachineExec) { .m = m, .done = done, .userdata = userdata, .timeout_usec = timeout_usec };
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &x->started_usec);
+        r = m->vtable->exec(m, x, command, timeout_usec, flags, &x->job);
+        if (r < 0) {
+                free(x);
+                return r;
+        }
+        if (ret)
+                *ret = x;
+        return 0;
+}
+
+void machine_exec_cancel(MachineExec *x) {
+        if (!x)
+                return;
+        x->m->vtable->exec_cancel(x->job);
+        free(x);
+}
+
+/* The guest's `timeout` exits 124 when it fires: that, once the timeout has passed, is a timeout
+ * as on a container (the NixOS driver reports status 124). */
+#define EXIT_TIMEOUT 124
+
+void machine_exec_done(MachineExec *x, MachineExecResult *r) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(x->m->event, CLOCK_MONOTONIC, &now);
+        if (x->timeout_usec > 0 && r->status == EXIT_TIMEOUT && r->error == 0 && now - x->started_usec >= x->timeout_usec)
+                r->timed_out = true;
+        x->done(r, x->userdata);
+        free(x);
+}

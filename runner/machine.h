@@ -11,12 +11,24 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "exec.h"
 #include "util.h"
 
 #define MACHINE_LAST_LINES 20
 
 typedef struct Machine Machine;
+typedef struct MachineExec MachineExec;
 typedef struct json_t json_t;
+
+/* A command's outcome, for every kind: exec.h's ExecResult. A VM's stderr goes to its serial
+ * console (err is empty); a guest-side timeout is timed_out, as for a container; error -ESRCH
+ * when the machine went away under the command. */
+typedef ExecResult MachineExecResult;
+typedef void (*machine_exec_fn)(MachineExecResult *r, void *userdata);
+
+/* The NixOS backdoor's check_return=False and check_output=False: a VM's only (see qemu.h). */
+#define MACHINE_EXEC_NO_STATUS (1u << 0)
+#define MACHINE_EXEC_NO_OUTPUT (1u << 1)
 
 typedef enum MachineKind {
         MACHINE_CONTAINER,
@@ -73,6 +85,21 @@ typedef struct MachineVTable {
         /* Optional: more words after "node x: what" (the likely cause). */
         void (*failure_hint)(Machine *m, const char *what, FILE *f);
         void (*destroy)(Machine *m);
+
+        /* The operations machine_start ... machine_add_file dispatch to, as the kind's own
+         * functions document them. */
+        int (*start)(Machine *m);
+        int (*poweroff)(Machine *m);
+        int (*reboot)(Machine *m);
+        void (*crash)(Machine *m);
+        void (*release)(Machine *m);
+        bool (*is_ready)(Machine *m);
+        /* Runs x's command; the kind calls machine_exec_done(x, result) once, from the loop. */
+        int (*exec)(Machine *m, MachineExec *x, const char *command, uint64_t timeout_usec, unsigned flags,
+                    void **ret_job);
+        void (*exec_cancel)(void *job);
+        /* Optional: a file in place before the first boot (NULL: the kind has no use for it). */
+        int (*add_file)(Machine *m, const char *path, const void *content, size_t len, mode_t mode);
 } MachineVTable;
 
 struct Machine {
@@ -136,3 +163,29 @@ void machine_forget_run(Machine *m);
 
 /* open(2) of a pidfd (pidfd_open); -errno. */
 int machine_pidfd_open(pid_t pid);
+
+/* ---- one interface for every kind ---- */
+
+/* Replaces the callbacks (and userdata) the kind's constructor set. */
+void machine_set_callbacks(Machine *m, const MachineCallbacks *cb, void *userdata);
+
+int machine_start(Machine *m);          /* -EBUSY if it runs already; on_ready tells the outcome */
+int machine_poweroff(Machine *m);       /* on_exit follows; -ESRCH if it does not run */
+int machine_reboot(Machine *m);         /* on_ready follows; -EBUSY unless ready */
+void machine_crash(Machine *m);         /* pull the plug; on_exit follows */
+void machine_release(Machine *m);       /* the end of the run, without waiting */
+int machine_add_file(Machine *m, const char *path, const void *content, size_t len, mode_t mode);
+bool machine_is_up(Machine *m);         /* its process runs */
+bool machine_is_ready(Machine *m);      /* commands run now */
+const char *machine_name(Machine *m);
+MachineKind machine_kind(Machine *m);
+void *machine_userdata(Machine *m);
+
+/* Runs command (timeout_usec 0: none); done gets the result once, from the loop. -ESRCH unless
+ * the kind can take it now. */
+int machine_exec(Machine *m, const char *command, uint64_t timeout_usec, unsigned flags, machine_exec_fn done,
+                 void *userdata, MachineExec **ret);
+/* done will not be called. */
+void machine_exec_cancel(MachineExec *x);
+/* For the kinds: x's result (the callee may take out and err); frees x. */
+void machine_exec_done(MachineExec *x, MachineExecResult *r);

@@ -1074,6 +1074,64 @@ fail_fds:
 
 /* ---- public API ---- */
 
+/* The machine interface (machine.h) over the functions below. A VM's files come from its image:
+ * it has no add_file. */
+static int vt_start(Machine *m) {
+        return qemu_start((Qemu *) m);
+}
+
+static int vt_poweroff(Machine *m) {
+        return qemu_shutdown((Qemu *) m);
+}
+
+static int vt_reboot(Machine *m) {
+        return qemu_reboot((Qemu *) m);
+}
+
+static void vt_crash(Machine *m) {
+        qemu_crash((Qemu *) m);
+}
+
+static void vt_release(Machine *m) {
+        qemu_release((Qemu *) m);
+}
+
+static bool vt_is_ready(Machine *m) {
+        return qemu_is_connected((Qemu *) m);
+}
+
+/* Into the one result type: no stderr (it went to the serial console), and a lost connection is
+ * the machine going away, as exec.c says for a container. */
+static void on_vt_exec_done(Qemu *q _unused_, QemuExecResult *qr, void *userdata) {
+        MachineExecResult r = {
+                .status = qr->status,
+                .out = TAKE_PTR(qr->out),
+                .out_len = qr->out_len,
+                .err = strdup(""),
+                .error = qr->error == -ECONNRESET || qr->error == -ECANCELED ? -ESRCH : qr->error,
+        };
+
+        machine_exec_done(userdata, &r);
+        free(r.out);
+        free(r.err);
+}
+
+_Static_assert(MACHINE_EXEC_NO_STATUS == QEMU_EXEC_NO_STATUS && MACHINE_EXEC_NO_OUTPUT == QEMU_EXEC_NO_OUTPUT,
+               "machine.h's exec flags are qemu.h's");
+
+static int vt_exec(Machine *m, MachineExec *x, const char *command, uint64_t timeout_usec, unsigned flags,
+                   void **ret_job) {
+        QemuExecJob *job = NULL;
+        int r = qemu_exec((Qemu *) m, command, timeout_usec, flags, on_vt_exec_done, x, &job);
+
+        *ret_job = job;
+        return r;
+}
+
+static void vt_exec_cancel(void *job) {
+        qemu_exec_cancel(job);
+}
+
 /* qemu_new's callbacks, typed for a Qemu. */
 static void call_on_ready(Machine *m, int error, const char *message) {
         ((Qemu *) m)->cb.on_ready((Qemu *) m, error, message);
@@ -1107,6 +1165,14 @@ static const MachineVTable qemu_vtable = {
         .exit_message = exit_message,
         .boot_timeout_message = boot_timeout_message,
         .destroy = qemu_destroy,
+        .start = vt_start,
+        .poweroff = vt_poweroff,
+        .reboot = vt_reboot,
+        .crash = vt_crash,
+        .release = vt_release,
+        .is_ready = vt_is_ready,
+        .exec = vt_exec,
+        .exec_cancel = vt_exec_cancel,
 };
 
 int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *userdata, Qemu **ret) {
