@@ -1574,3 +1574,11 @@ int container_exec(Container *c, const char *command, uint64_t timeout_usec, exe
         };
         return exec_start(c->m.event, &spec, done, userdata, ret);
 }
+
+Machine *container_machine(Container *c) {
+        return c ? &c->m : NULL;
+}
+
+Container *container_from_machine(Machine *m) {
+        return m && m->vtable == &container_vtable ? (Container *) m : NULL;
+}

@@ -1549,3 +1549,11 @@ const char *qemu_name(Qemu *q) {
 void *qemu_userdata(Qemu *q) {
         return q->m.userdata;
 }
+
+Machine *qemu_machine(Qemu *q) {
+        return q ? &q->m : NULL;
+}
+
+Qemu *qemu_from_machine(Machine *m) {
+        return m && m->vtable == &qemu_vtable ? (Qemu *) m : NULL;
+}
