@@ -1,5 +1,5 @@
-/* l_node.c: the container handle the stdlib's node objects are built on (stdlib/node.lua).
- * Each method that waits arms a callback of the container backend and yields. */
+/* l_node.c: what only a container's node handle has (the handle is l_machine.c's): its
+ * declaration, links wired at leader time, systemd units over sd-bus, probes, host commands. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -25,86 +25,15 @@
 #include "units.h"
 #include "util.h"
 
-#define HANDLE "moonrig.Container"
+static const NodeKind container_kind;
 
-/* One of the node's links: a veth whose peer is born in the node's network namespace. */
-typedef struct NodeLink {
-        char *host_ifname, *bridge, *ifname, *mac, *ip_cidr, *ipv6_cidr;
-        bool blocked;              /* block() holds across reboots: the new host end starts down */
-} NodeLink;
-
-typedef struct Node {
-        Container *c;
-        NodeLink *links;           /* made again at every boot, in on_leader */
-        size_t n_links;
-        char *link_error;          /* why the last boot's links failed */
-        char *name;
-        char *state_dir;
-        Units *units;              /* the container's systemd, per boot */
-        WaitList ready, exited;
-        int ready_error;
-        char *ready_message;
-        bool booting;
-        int exit_status;
-        ConsoleLog console;        /* console and journal lines */
-        struct Node *next;
-} Node;
-
-static Node *all_nodes;
-
-static Node *check_node(lua_State *L, int i) {
-        Node **p = luaL_checkudata(L, i, HANDLE);
-        if (!*p)
-                luaL_error(L, "this node was released");
-        return *p;
-}
-
-/* ---- backend callbacks ---- */
-
-static void on_ready(Container *c, int error, const char *message) {
-        Node *n = container_userdata(c);
-        n->booting = false;
-        n->ready_error = error;
-        free(n->ready_message);
-        if (error < 0 && n->link_error)
-                message = n->link_error;   /* the crash was ours, for this reason */
-        n->ready_message = message ? strdup(message) : NULL;
-        n->units = units_unref(n->units);
-        if (error < 0)
-                waitlist_wake(&n->ready, "MachineError", message ? message : "the container failed to boot");
-        else
-                waitlist_wake(&n->ready, NULL, NULL);
-}
-
-static void on_exit_cb(Container *c, int status) {
-        Node *n = container_userdata(c);
-        n->exit_status = status;
-        n->booting = false;
-        n->units = units_unref(n->units);
-        if (n->ready.n > 0) {
-                _cleanup_free_ char *msg = NULL;
-                if (n->link_error)
-                        msg = strdup(n->link_error);
-                else if (asprintf(&msg, "%s: the container stopped (status %d) before it was ready%s%s",
-                                  n->name, status, n->ready_message ? ": " : "",
-                                  n->ready_message ? n->ready_message : "") < 0)
-                        msg = NULL;
-                waitlist_wake(&n->ready, "MachineError", msg ? msg : "the container stopped");
-        }
-        waitlist_wake(&n->exited, NULL, NULL);
-        waitlist_wake(&n->console.waiters, NULL, NULL);
-}
-
-/* A console or journal line: kept for get_console_log and wait_for_console_text, logged as
- * "name # line", and written to <out>/<name>.console.log with -o. */
-static void on_console_line(Container *c, const char *line, size_t len) {
-        Node *n = container_userdata(c);
-        console_log_add(&n->console, n->name, line, len);
+static Container *node_container(Node *n) {
+        return container_from_machine(n->m);
 }
 
 /* The node's namespaces exist and its init is starting: give it its links before its units run. */
-static void on_leader(Container *c, pid_t leader) {
-        Node *n = container_userdata(c);
+static void on_leader(Machine *m, pid_t leader) {
+        Node *n = machine_userdata(m);
         if (n->n_links == 0)
                 return;
         const char *error = NULL;
@@ -119,7 +48,7 @@ static void on_leader(Container *c, pid_t leader) {
                 if (asprintf(&n->link_error, "%s: cannot attach its network links: %s", n->name,
                              net ? strerror(-ns) : error) < 0)
                         n->link_error = NULL;
-                container_crash(c);
+                machine_crash(m);
                 return;
         }
         for (size_t i = 0; i < n->n_links; i++) {
@@ -141,18 +70,17 @@ static void on_leader(Container *c, pid_t leader) {
                         if (asprintf(&n->link_error, "%s: cannot attach its network link %s: %s", n->name,
                                      l->ifname, net_error(net)) < 0)
                                 n->link_error = NULL;
-                        container_crash(c);
+                        machine_crash(m);
                         return;
                 }
         }
 }
 
-static const ContainerCallbacks callbacks = {
-        .on_leader = on_leader,
-        .on_ready = on_ready,
-        .on_exit = on_exit_cb,
-        .on_console_line = on_console_line,
-        .on_journal_line = on_console_line,
+static const NodeKind container_kind = {
+        .kind = MACHINE_CONTAINER,
+        .noun = "container",
+        .died = "the container died while the command ran",
+        .exit_before_ready = "%s: the container stopped (status %d) before it was ready%s%s",
 };
 
 /* ---- declaring ---- */
@@ -185,8 +113,6 @@ static const char *table_str(lua_State *L, int t, const char *field) {
         return s;
 }
 
-static void node_cleanup_all(void);
-
 /* internal.container_new(name, state_dir, shared_dir, opts): the handle; opts was checked by
  * the stdlib (files as a list of {path=, content=|source=, mode=}). */
 static int l_container_new(lua_State *L) {
@@ -194,7 +120,6 @@ static int l_container_new(lua_State *L) {
         const char *state_dir = luaL_checkstring(L, 2);
         const char *shared_dir = luaL_optstring(L, 3, NULL);
         luaL_checktype(L, 4, LUA_TTABLE);
-        static bool cleanup_registered;
 
         _cleanup_strv_free_ char **services = table_strv(L, 4, "services");
         _cleanup_strv_free_ char **bind = table_strv(L, 4, "bind");
@@ -259,307 +184,28 @@ static int l_container_new(lua_State *L) {
                 .boot_timeout_usec = (uint64_t) (boot_timeout * 1e6),
         };
 
-        Node *n = calloc(1, sizeof(Node));
-        if (!n)
-                return luaL_error(L, "out of memory");
-        n->name = strdup(name);
-        n->state_dir = strdup(state_dir);
-        const char *console_path = table_str(L, 4, "console_log");
-        int r = console_log_open(&n->console, console_path);
-        if (r < 0) {
-                free(n->name);
-                free(n->state_dir);
-                free(n);
-                return luaL_error(L, "%s: cannot open its console log %s: %s", name, console_path, strerror(-r));
-        }
-        r = container_new(sched_event(), &cfg, &callbacks, n, &n->c);
-        if (r < 0) {
-                console_log_done(&n->console);
-                free(n->name);
-                free(n->state_dir);
-                free(n);
+        Node *n = node_push_new(L, &container_kind, name, state_dir, table_str(L, 4, "console_log"));
+        Container *c;
+        int r = container_new(sched_event(), &cfg, NULL, n, &c);
+        if (r < 0)
                 return luaL_error(L, "%s: cannot set up the container: %s", name, strerror(-r));
-        }
-        n->next = all_nodes;
-        all_nodes = n;
-        if (!cleanup_registered) {
-                runtime_add_cleanup(node_cleanup_all);
-                cleanup_registered = true;
-        }
-
-        Node **p = lua_newuserdatauv(L, sizeof(Node *), 0);
-        *p = n;
-        luaL_setmetatable(L, HANDLE);
-        return 1;
-}
-
-static void links_free(Node *n) {
-        for (size_t i = 0; i < n->n_links; i++) {
-                NodeLink *l = &n->links[i];
-                free(l->host_ifname);
-                free(l->bridge);
-                free(l->ifname);
-                free(l->mac);
-                free(l->ip_cidr);
-                free(l->ipv6_cidr);
-        }
-        free(n->links);
-        n->links = NULL;
-        n->n_links = 0;
-}
-
-static void node_free(Node *n) {
-        waitlist_wake(&n->ready, "MachineError", "the run is ending");
-        waitlist_wake(&n->exited, NULL, NULL);
-        units_unref(n->units);
-        container_free(n->c);
-        free(n->name);
-        free(n->state_dir);
-        free(n->ready_message);
-        console_log_done(&n->console);
-        free(n->link_error);
-        links_free(n);
-        free(n);
-}
-
-/* At the end of the run: stop every container at once (a start script gets SIGTERM, so that its
- * launcher removes what it made), then wait for each. */
-static void node_cleanup_all(void) {
-        for (Node *n = all_nodes; n; n = n->next)
-                if (container_is_up(n->c))
-                        container_release(n->c);
-        while (all_nodes) {
-                Node *n = all_nodes;
-                all_nodes = n->next;
-                node_free(n);
-        }
-}
-
-/* ---- lifecycle ---- */
-
-static int l_start(lua_State *L) {
-        Node *n = check_node(L, 1);
-        if (container_is_up(n->c) || n->booting)
-                return 0;
-        n->ready_error = 0;
-        n->booting = true;
-        free(n->link_error);
-        n->link_error = NULL;
-        int r = container_start(n->c);
-        if (r < 0 && r != -EBUSY) {
-                n->booting = false;
-                return luaL_error(L, "%s: cannot start the container: %s", n->name, strerror(-r));
-        }
-        return 0;
-}
-
-static int l_wait_ready(lua_State *L) {
-        Node *n = check_node(L, 1);
-        double timeout = luaL_optnumber(L, 2, 0);
-        if (container_is_ready(n->c))
-                return 0;
-        if (!container_is_up(n->c) && !n->booting) {
-                if (n->ready_error < 0)
-                        return luaL_error(L, "%s", n->ready_message ? n->ready_message : "the container failed to boot");
-                return luaL_error(L, "%s: the container is not running", n->name);
-        }
-        Wait *w = sched_wait_new(L, "%s: waiting for the container to boot", n->name);
-        return waitlist_suspend(L, &n->ready, timeout, w);
-}
-
-static int l_wait_exit(lua_State *L) {
-        Node *n = check_node(L, 1);
-        double timeout = luaL_optnumber(L, 2, 0);
-        if (!container_is_up(n->c))
-                return 0;
-        Wait *w = sched_wait_new(L, "%s: waiting for the container to power off", n->name);
-        return waitlist_suspend(L, &n->exited, timeout, w);
-}
-
-static int l_shutdown(lua_State *L) {
-        Node *n = check_node(L, 1);
-        if (!container_is_up(n->c))
-                return 0;
-        int r = container_shutdown(n->c);
-        if (r < 0)
-                return luaL_error(L, "%s: cannot shut down: %s", n->name, strerror(-r));
-        Wait *w = sched_wait_new(L, "%s: waiting for the container to power off", n->name);
-        return waitlist_suspend(L, &n->exited, 0, w);
-}
-
-static int l_crash(lua_State *L) {
-        Node *n = check_node(L, 1);
-        if (!container_is_up(n->c))
-                return 0;
-        container_crash(n->c);
-        Wait *w = sched_wait_new(L, "%s: waiting for the container to die", n->name);
-        return waitlist_suspend(L, &n->exited, 0, w);
-}
-
-static int l_reboot(lua_State *L) {
-        Node *n = check_node(L, 1);
-        free(n->link_error);
-        n->link_error = NULL;
-        int r = container_reboot(n->c);
-        if (r < 0)
-                return luaL_error(L, "%s: cannot reboot: %s", n->name,
-                                  r == -EBUSY ? "the container is not up and ready" : strerror(-r));
-        n->booting = true;
-        Wait *w = sched_wait_new(L, "%s: waiting for the container to come back", n->name);
-        return waitlist_suspend(L, &n->ready, 0, w);
-}
-
-static char *field_dup(lua_State *L, int t, const char *k) {
-        lua_getfield(L, t, k);
-        const char *s = lua_tostring(L, -1);
-        char *d = s ? strdup(s) : NULL;
-        lua_pop(L, 1);
-        return d;
-}
-
-/* h:set_links({ {host_ifname=, bridge=, ifname=, mac=, ip_cidr=, ipv6_cidr=}, ... }): the links
- * attached at every boot from now on. */
-static int l_set_links(lua_State *L) {
-        Node *n = check_node(L, 1);
-        luaL_checktype(L, 2, LUA_TTABLE);
-        size_t k = lua_rawlen(L, 2);
-        NodeLink *v = calloc(k ?: 1, sizeof *v);
-        if (!v)
-                return luaL_error(L, "out of memory");
-        for (size_t i = 0; i < k; i++) {
-                lua_rawgeti(L, 2, (lua_Integer) i + 1);
-                int t = lua_gettop(L);
-                v[i] = (NodeLink) {
-                        .host_ifname = field_dup(L, t, "host_ifname"),
-                        .bridge = field_dup(L, t, "bridge"),
-                        .ifname = field_dup(L, t, "ifname"),
-                        .mac = field_dup(L, t, "mac"),
-                        .ip_cidr = field_dup(L, t, "ip_cidr"),
-                        .ipv6_cidr = field_dup(L, t, "ipv6_cidr"),
-                };
-                lua_pop(L, 1);
-        }
-        links_free(n);
-        n->links = v;
-        n->n_links = k;
-        return 0;
-}
-
-/* h:set_link_blocked(host_ifname, blocked): remembered for the node's next boots. */
-static int l_set_link_blocked(lua_State *L) {
-        Node *n = check_node(L, 1);
-        const char *host = luaL_checkstring(L, 2);
-        for (size_t i = 0; i < n->n_links; i++)
-                if (streq(n->links[i].host_ifname, host))
-                        n->links[i].blocked = lua_toboolean(L, 3);
-        return 0;
-}
-
-/* h:add_file(path, content): put in place before the first boot, unless the node's files
- * already name that path. */
-static int l_add_file(lua_State *L) {
-        Node *n = check_node(L, 1);
-        size_t len;
-        const char *path = luaL_checkstring(L, 2);
-        const char *content = luaL_checklstring(L, 3, &len);
-        HostImageFile f = { .path = path, .content = content, .len = len, .mode = 0644 };
-        int r = container_add_file(n->c, &f);
-        if (r < 0)
-                return luaL_error(L, "%s: cannot add %s: %s", n->name, path,
-                                  r == -EBUSY ? "the node has booted already" : strerror(-r));
-        return 0;
-}
-
-static int l_is_up(lua_State *L) {
-        lua_pushboolean(L, container_is_up(check_node(L, 1)->c));
-        return 1;
-}
-
-static int l_is_booting(lua_State *L) {
-        lua_pushboolean(L, check_node(L, 1)->booting);
-        return 1;
-}
-
-static int l_is_ready(lua_State *L) {
-        lua_pushboolean(L, container_is_ready(check_node(L, 1)->c));
+        MachineCallbacks cb = node_callbacks;
+        cb.on_leader = on_leader;
+        cb.on_journal_line = cb.on_console_line;
+        n->m = container_machine(c);
+        machine_set_callbacks(n->m, &cb, n);
         return 1;
 }
 
 static int l_leader(lua_State *L) {
-        lua_pushinteger(L, container_leader(check_node(L, 1)->c));
+        lua_pushinteger(L, container_leader(node_container(node_check(L, 1, &container_kind))));
         return 1;
 }
 
 static int l_root(lua_State *L) {
-        const char *root = container_root(check_node(L, 1)->c);
+        const char *root = container_root(node_container(node_check(L, 1, &container_kind)));
         lua_pushstring(L, root);
         return 1;
-}
-
-/* ---- commands ---- */
-
-typedef struct ExecWait {
-        Wait *w;
-        ExecJob *job;
-        Node *node;
-} ExecWait;
-
-static int push_exec_result(lua_State *L, void *userdata) {
-        ExecResult *r = userdata;
-        lua_pushinteger(L, r->status);
-        lua_pushlstring(L, r->out ? r->out : "", r->out_len);
-        lua_pushlstring(L, r->err ? r->err : "", r->err_len);
-        lua_pushboolean(L, r->timed_out);
-        lua_pushboolean(L, r->output_abandoned);
-        if (r->error < 0)
-                lua_pushstring(L, r->error == -ESRCH ? "the container died while the command ran"
-                                                    : strerror(-r->error));
-        else
-                lua_pushnil(L);
-        return 6;
-}
-
-static void on_exec_done(ExecResult *r, void *userdata) {
-        ExecWait *ew = userdata;
-        Wait *w = ew->w;
-        w->data = NULL;
-        free(ew);
-        sched_wake(w, true, push_exec_result, r);
-}
-
-static void exec_wait_cancel(Wait *w) {
-        ExecWait *ew = w->data;
-        if (!ew)
-                return;
-        exec_cancel(ew->job);
-        free(ew);
-}
-
-/* h:exec(command, timeout) -> status, stdout, stderr, timed_out, output_abandoned, error */
-static int l_exec(lua_State *L) {
-        Node *n = check_node(L, 1);
-        const char *cmd = luaL_checkstring(L, 2);
-        double timeout = luaL_optnumber(L, 3, 0);
-
-        if (!container_is_ready(n->c))
-                return luaL_error(L, "%s: the container is not running", n->name);
-        ExecWait *ew = calloc(1, sizeof(ExecWait));
-        if (!ew)
-                return luaL_error(L, "out of memory");
-        Wait *w = sched_wait_new(L, "%s: command `%.200s`", n->name, cmd);
-        ew->w = w;
-        ew->node = n;
-        int r = container_exec(n->c, cmd, (uint64_t) (timeout * 1e6), on_exec_done, ew, &ew->job);
-        if (r < 0) {
-                free(ew);
-                free(w->what);
-                free(w->where);
-                free(w);
-                return luaL_error(L, "%s: cannot run `%s`: %s", n->name, cmd, strerror(-r));
-        }
-        w->data = ew;
-        w->cancel = exec_wait_cancel;
-        return sched_suspend(L, w);
 }
 
 /* ---- systemd units over sd-bus ---- */
@@ -605,7 +251,7 @@ static void unitwait_fail(UnitWait *u, const char *kind, const char *message) {
 static void on_unit_active(int error, const char *state, const char *message, void *userdata) {
         UnitWait *u = userdata;
         u->uw = NULL;
-        if (error < 0 && !container_is_ready(u->node->c)) {
+        if (error < 0 && !machine_is_ready(u->node->m)) {
                 /* The manager went away because the node is going down (crash, shutdown): a machine
                  * failure, as for a command the crash killed, not a verdict on the unit. */
                 _cleanup_free_ char *msg = NULL;
@@ -677,7 +323,7 @@ static int unitwait_try(UnitWait *u) {
         Node *n = u->node;
         int r;
 
-        if (!container_is_ready(n->c)) {
+        if (!machine_is_ready(n->m)) {
                 _cleanup_free_ char *msg = NULL;
                 if (asprintf(&msg, "%s: the container stopped while waiting for unit \"%s\"", n->name, u->unit) < 0)
                         msg = NULL;
@@ -688,7 +334,7 @@ static int unitwait_try(UnitWait *u) {
                 if (!u->user && n->units && units_is_connected(n->units))
                         u->units = units_ref(n->units);
                 else {
-                        r = units_connect(sched_event(), container_leader(n->c), u->user, &u->units);
+                        r = units_connect(sched_event(), container_leader(node_container(n)), u->user, &u->units);
                         if (r == -ENOENT || r == -ECONNREFUSED)
                                 return sd_event_add_time_relative(sched_event(), &u->retry, CLOCK_MONOTONIC,
                                                                   20000, 1000, on_unit_retry, u);
@@ -721,13 +367,13 @@ static int unitwait_try(UnitWait *u) {
 }
 
 static int unit_request(lua_State *L, bool show) {
-        Node *n = check_node(L, 1);
+        Node *n = node_check(L, 1, &container_kind);
         const char *unit = luaL_checkstring(L, 2);
         const char *user = luaL_optstring(L, 3, NULL);
         double timeout = show ? 60 : luaL_optnumber(L, 4, 900);
         const char *property = show ? luaL_optstring(L, 4, NULL) : NULL;
 
-        if (!container_is_ready(n->c))
+        if (!machine_is_ready(n->m))
                 return luaL_error(L, "%s: the container is not running", n->name);
         UnitWait *u = calloc(1, sizeof(UnitWait));
         if (!u)
@@ -756,28 +402,6 @@ static int l_wait_unit(lua_State *L) {
 
 static int l_unit_show(lua_State *L) {
         return unit_request(L, true);
-}
-
-/* ---- console ---- */
-
-static int l_console(lua_State *L) {
-        Node *n = check_node(L, 1);
-        lua_pushlstring(L, n->console.text ? n->console.text : "", n->console.len);
-        lua_pushinteger(L, (lua_Integer) n->console.lines);
-        return 2;
-}
-
-/* h:wait_console(nlines, timeout): wait until more than nlines lines were seen. */
-static int l_wait_console(lua_State *L) {
-        Node *n = check_node(L, 1);
-        lua_Integer seen = luaL_checkinteger(L, 2);
-        double timeout = luaL_optnumber(L, 3, 0);
-        if ((lua_Integer) n->console.lines > seen)
-                return 0;
-        if (!container_is_up(n->c))
-                return luaL_error(L, "%s: the container is not running", n->name);
-        Wait *w = sched_wait_new(L, "%s: waiting for console output", n->name);
-        return waitlist_suspend(L, &n->console.waiters, timeout, w);
 }
 
 /* ---- probes: connect() from inside the container's namespaces, no tools needed ---- */
@@ -824,16 +448,16 @@ static int probe_connect(int family, int type, const struct sockaddr *sa, sockle
 
 /* h:probe("tcp", addr, port) or h:probe("unix", path, dgram) -> true if something listens */
 static int l_probe(lua_State *L) {
-        Node *n = check_node(L, 1);
+        Node *n = node_check(L, 1, &container_kind);
         const char *kind = luaL_checkstring(L, 2);
         const char *addr = luaL_checkstring(L, 3);
         bool tcp = streq(kind, "tcp");
         int port = tcp ? (int) luaL_checkinteger(L, 4) : 0;
         bool dgram = !tcp && lua_toboolean(L, 4);
 
-        if (!container_is_ready(n->c))
+        if (!machine_is_ready(n->m))
                 return luaL_error(L, "%s: the container is not running", n->name);
-        int pidfd = container_leader_pidfd(n->c);
+        int pidfd = container_leader_pidfd(node_container(n));
         pid_t pid = fork();
         if (pid < 0)
                 return luaL_error(L, "fork: %s", strerror(errno));
@@ -978,32 +602,14 @@ static int l_sandboxed(lua_State *L) {
 
 void bridge_open_nodes(lua_State *L) {
         static const luaL_Reg methods[] = {
-                { "start", l_start },
-                { "set_links", l_set_links },
-                { "add_file", l_add_file },
-                { "set_link_blocked", l_set_link_blocked },
-                { "wait_ready", l_wait_ready },
-                { "wait_exit", l_wait_exit },
-                { "shutdown", l_shutdown },
-                { "crash", l_crash },
-                { "reboot", l_reboot },
-                { "is_up", l_is_up },
-                { "is_ready", l_is_ready },
-                { "is_booting", l_is_booting },
                 { "leader", l_leader },
                 { "root", l_root },
-                { "exec", l_exec },
                 { "wait_unit", l_wait_unit },
                 { "unit_show", l_unit_show },
-                { "console", l_console },
-                { "wait_console", l_wait_console },
                 { "probe", l_probe },
                 { NULL, NULL },
         };
-        luaL_newmetatable(L, HANDLE);
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pop(L, 1);
+        node_add_methods(L, methods);
 
         static const luaL_Reg internal[] = {
                 { "container_new", l_container_new },

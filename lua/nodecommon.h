@@ -2,6 +2,7 @@
  * one event (ready, exit, a console line), and a node's console log. */
 #pragma once
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
 
@@ -35,3 +36,66 @@ int console_log_open(ConsoleLog *c, const char *path);
 void console_log_add(ConsoleLog *c, const char *node, const char *line, size_t len);
 
 void console_log_done(ConsoleLog *c);
+
+/* ---- the node handle, one for every kind (l_machine.c) ---- */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "machine.h"
+
+typedef struct Units Units;
+
+/* One of the node's links. A container: a veth whose peer is born in its network namespace, made
+ * again at every boot. A VM: a tap, made at its first start (ifname and the addresses unused). */
+typedef struct NodeLink {
+        char *host_ifname, *bridge, *ifname, *mac, *ip_cidr, *ipv6_cidr;
+        bool blocked;              /* block() holds across reboots: the new host end starts down */
+} NodeLink;
+
+typedef struct Node Node;
+
+/* What a kind's binding (l_node.c, l_vm.c) adds to the handle. */
+typedef struct NodeKind {
+        MachineKind kind;
+        const char *noun;                  /* "container", "VM" */
+        const char *died;                  /* a command's error when the machine went away under it */
+        const char *exit_before_ready;     /* "%s ... (status %d) ... %s%s": name, status, ": ", message */
+        /* The machine, made at the first start (a VM's taps are known then); NULL: made at
+         * declaration. Raises. */
+        void (*create)(lua_State *L, Node *n);
+        void (*free_data)(void *data);
+} NodeKind;
+
+struct Node {
+        const NodeKind *kind;
+        Machine *m;
+        char *name, *state_dir;
+        NodeLink *links;
+        size_t n_links;
+        char *link_error;          /* why the last boot's links failed */
+        WaitList ready, exited, events;
+        int ready_error;
+        char *ready_message;
+        bool booting;
+        int exit_status;
+        ConsoleLog console;        /* console and journal lines */
+        Units *units;              /* a container's systemd, per boot */
+        json_t *pending_events;    /* a VM's QMP events not yet taken */
+        void *data;                /* the kind's */
+        Node *next;
+};
+
+/* The callbacks every kind's machine gets (a kind adds its own to a copy). */
+extern const MachineCallbacks node_callbacks;
+
+/* A new node and its handle on the stack; its console log opened (raises on failure, before
+ * anything is allocated). */
+Node *node_push_new(lua_State *L, const NodeKind *kind, const char *name, const char *state_dir,
+                    const char *console_log);
+/* The handle at index i (raises if released, or not a node of kind, when kind is set). */
+Node *node_check(lua_State *L, int i, const NodeKind *kind);
+/* Adds methods to the handle's metatable (created at the first call). */
+void node_add_methods(lua_State *L, const luaL_Reg *methods);
+/* A wait made but never suspended on (the request failed at once). */
+void wait_discard(Wait *w);

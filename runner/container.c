@@ -20,6 +20,7 @@
 #include <systemd/sd-id128.h>
 
 #include "container.h"
+#include "machine.h"
 #include "strv.h"
 #include "journal.h"
 #include "util.h"
@@ -27,7 +28,6 @@
 #define BOOT_TIMEOUT_DEFAULT (90 * 1000000ULL)
 #define SHUTDOWN_TIMEOUT_DEFAULT (30 * 1000000ULL)
 #define NSPAWN_EXIT_REBOOT 133
-#define LAST_LINES 20
 #define LINE_MAX_LEN 4096
 /* About 8 for its systemd, one for our journal follower. */
 #define INOTIFY_PER_CONTAINER 9
@@ -40,33 +40,20 @@
 #define SCRIPT_PATH "/usr/sbin:/usr/bin:/sbin:/bin"
 #define MACHINE_NAME_MAX 64
 
-typedef enum State {
-        STATE_STOPPED,
-        STATE_BOOTING,     /* nspawn runs, READY=1 not seen or the login env not computed yet */
-        STATE_READY,
-        STATE_STOPPING,    /* poweroff requested */
-        STATE_REBOOTING,   /* reboot requested: nspawn will exit with 133 and we start it again */
-        STATE_KILLING,     /* crash, boot timeout, or a boot that failed */
-} State;
-
+/* Booting: nspawn runs, READY=1 not seen or the login env not computed yet; rebooting: nspawn
+ * will exit with 133 and we start it again. m.pid is systemd-nspawn, or the keeper of a start
+ * script. */
 struct Container {
-        sd_event *event;
+        Machine m;
         ContainerConfig cfg;            /* deep copy */
         HostImageFile *files;
-        ContainerCallbacks cb;
-        void *userdata;
+        ContainerCallbacks cb;          /* container_new's; m.cb calls them */
 
         HostImage *image;
         char *shared_abs;               /* the shared directory, absolute, for a start script */
-        State state;
-        bool boot_pending;              /* on_ready owed for this boot */
         bool ready_seen;
         bool inotify_starved;           /* its systemd said it has no inotify instances, this boot */
-        unsigned dispatching;           /* inside one of our handlers */
-        bool doomed;                    /* container_free was called from a callback */
 
-        pid_t nspawn;                   /* systemd-nspawn, or the keeper of a start script */
-        sd_event_source *nspawn_source;
         uint64_t spawned_at;            /* CLOCK_MONOTONIC: this boot's journal entries come after */
         bool term_sent;                 /* a start script got its SIGTERM (release) */
         uint64_t term_deadline;         /* ... and is killed after this (CLOCK_MONOTONIC) */
@@ -80,13 +67,9 @@ struct Container {
         sd_event_source *console_source;
         char line[LINE_MAX_LEN];
         size_t line_len;
-        char *last[LAST_LINES];
-        size_t n_last;                  /* lines seen; last[n_last % LAST_LINES] is the oldest */
-        size_t last_journal;            /* n_last after the latest journal line, 0 if none */
         JournalFollower *journal;
         bool journal_draining;          /* the container is gone: its last journal lines */
 
-        sd_event_source *boot_timer, *shutdown_timer, *kill_timer;
         sd_event_source *deferred_source;   /* reports a failure to prepare the root */
         int deferred_error;
         char *deferred_message;
@@ -97,14 +80,10 @@ struct Container {
 };
 
 static int spawn_nspawn(Container *c);
-static void container_destroy(Container *c);
+static void container_destroy(Machine *m);
 static void cgroups_remove(Container *c);
 
 /* ---- small helpers ---- */
-
-static int pidfd_open_(pid_t pid) {
-        return (int) syscall(SYS_pidfd_open, pid, 0);
-}
 
 static bool find_in_path(const char *name, char *buf, size_t size) {
         const char *path = getenv("PATH");
@@ -361,29 +340,7 @@ bool container_name_is_valid(const char *name) {
         return !strstr(name, "..") && name[l - 1] != '.';
 }
 
-/* ---- callbacks, guarded so that a callback may free the container ---- */
-
-static void enter(Container *c) {
-        c->dispatching++;
-}
-
-static void leave(Container *c) {
-        if (--c->dispatching == 0 && c->doomed)
-                container_destroy(c);
-}
-
-static bool alive(Container *c) {
-        return !c->doomed;
-}
-
 /* ---- console ---- */
-
-static void remember_line(Container *c, const char *line, size_t len) {
-        char **slot = &c->last[c->n_last++ % LAST_LINES];
-
-        free(*slot);
-        *slot = strndup(line, len);
-}
 
 /* systemd's words when inotify_init1 fails: "Failed to create inotify object: Too many open files",
  * "Failed to allocate inotify fd: Too many open files". */
@@ -396,15 +353,15 @@ static bool says_inotify_starved(const char *line, size_t len) {
 static void emit_line(Container *c, const char *line, size_t len) {
         if (len > 0 && line[len - 1] == '\r')
                 len--;
-        remember_line(c, line, len);
+        machine_remember_line(&c->m, line, len, false);
         if (says_inotify_starved(line, len))
                 c->inotify_starved = true;
-        if (c->cb.on_console_line)
-                c->cb.on_console_line(c, line, len);
+        if (c->m.cb.on_console_line)
+                c->m.cb.on_console_line(&c->m, line, len);
 }
 
 static void console_feed(Container *c, const char *buf, size_t len) {
-        for (size_t i = 0; i < len && alive(c); i++) {
+        for (size_t i = 0; i < len && machine_alive(&c->m); i++) {
                 if (buf[i] == '\n' || c->line_len == sizeof c->line) {
                         emit_line(c, c->line, c->line_len);
                         c->line_len = 0;
@@ -428,7 +385,7 @@ static bool console_read(Container *c) {
                 if (l <= 0)
                         return false;
                 console_feed(c, buf, l);
-                if (!alive(c))
+                if (!machine_alive(&c->m))
                         return true;
         }
 }
@@ -437,7 +394,7 @@ static void console_close(Container *c) {
         if (!c->console_source)
                 return;
         (void) console_read(c);
-        if (c->line_len > 0 && alive(c))
+        if (c->line_len > 0 && machine_alive(&c->m))
                 emit_line(c, c->line, c->line_len);
         c->line_len = 0;
         c->console_source = sd_event_source_disable_unref(c->console_source);
@@ -448,48 +405,19 @@ static void fail_if_inotify_starved(Container *c);
 static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_, void *userdata) {
         Container *c = userdata;
 
-        enter(c);
-        if (!console_read(c) && alive(c))
+        machine_enter(&c->m);
+        if (!console_read(c) && machine_alive(&c->m))
                 console_close(c);
         fail_if_inotify_starved(c);
-        leave(c);
+        machine_leave(&c->m);
         return 0;
 }
 
-/* "node x: <what>; last console lines:\n  ..." */
-static char *failure_message(Container *c, const char *fmt, ...) _printf_(2, 3);
-static char *failure_message(Container *c, const char *fmt, ...) {
-        _cleanup_free_ char *what = NULL;
-        char *m = NULL;
-        size_t size = 0, first = c->n_last > LAST_LINES ? c->n_last - LAST_LINES : 0;
-        FILE *f;
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&what, fmt, ap) < 0)
-                what = NULL;
-        va_end(ap);
-        f = open_memstream(&m, &size);
-        if (!f)
-                return NULL;
-        fprintf(f, "node %s: %s", c->cfg.name, what ?: "failed");
-        /* The likely cause, unless what happened names it already. */
-        for (size_t i = first; i < c->n_last && !(what && strstr(what, "max_user_instances")); i++)
-                if (c->last[i % LAST_LINES] && strstr(c->last[i % LAST_LINES], "Too many open files")) {
-                        fputs(" (the container ran out of inotify instances or file descriptors: raise "
-                              "fs.inotify.max_user_instances, see container_preflight)", f);
-                        break;
-                }
-        if (c->n_last == 0)
-                fputs(" (no console output)", f);
-        else if (c->last_journal > first)
-                fputs("; last console and journal lines:", f);
-        else
-                fputs("; last console lines:", f);
-        for (size_t i = first; i < c->n_last; i++)
-                fprintf(f, "\n  %s", c->last[i % LAST_LINES] ?: "");
-        fclose(f);
-        return m;
+/* The likely cause, unless what happened names it already. */
+static void failure_hint(Machine *m, const char *what, FILE *f) {
+        if (!(what && strstr(what, "max_user_instances")) && machine_last_lines_contain(m, "Too many open files"))
+                fputs(" (the container ran out of inotify instances or file descriptors: raise "
+                      "fs.inotify.max_user_instances, see container_preflight)", f);
 }
 
 /* ---- the journal ---- */
@@ -497,18 +425,17 @@ static char *failure_message(Container *c, const char *fmt, ...) {
 static void on_journal(const char *line, size_t len, void *userdata) {
         Container *c = userdata;
 
-        enter(c);
-        if (alive(c)) {
-                remember_line(c, line, len);
-                c->last_journal = c->n_last;
+        machine_enter(&c->m);
+        if (machine_alive(&c->m)) {
+                machine_remember_line(&c->m, line, len, true);
                 if (says_inotify_starved(line, len))
                         c->inotify_starved = true;
-                c->cb.on_journal_line(c, line, len);
+                c->m.cb.on_journal_line(&c->m, line, len);
         }
         /* Not for the last lines: nspawn is gone, and its exit reports the boot. */
         if (!c->journal_draining)
                 fail_if_inotify_starved(c);
-        leave(c);
+        machine_leave(&c->m);
 }
 
 /* From the leader on: its root as we see it holds the journal, wherever journald keeps it (the
@@ -522,16 +449,16 @@ static void journal_start(Container *c) {
         };
         int r;
 
-        if (!c->cb.on_journal_line)
+        if (!c->m.cb.on_journal_line)
                 return;
         c->journal = journal_follower_free(c->journal);
         snprintf(root, sizeof root, "/proc/%d/root", (int) c->leader);
-        r = journal_follow(c->event, &jc, on_journal, c, &c->journal);
+        r = journal_follow(c->m.event, &jc, on_journal, c, &c->journal);
         if (r < 0) {
                 char m[256];
                 int l = snprintf(m, sizeof m, "moonrig: cannot follow the journal of node %s: %s", c->cfg.name,
                                  strerror(-r));
-                c->cb.on_journal_line(c, m, (size_t) l);
+                c->m.cb.on_journal_line(&c->m, m, (size_t) l);
         }
 }
 
@@ -545,18 +472,10 @@ static void journal_stop(Container *c) {
 
 /* ---- readiness ---- */
 
-static void report_ready(Container *c, int error, const char *message) {
-        if (!c->boot_pending)
-                return;
-        c->boot_pending = false;
-        c->boot_timer = sd_event_source_disable_unref(c->boot_timer);
-        if (c->cb.on_ready)
-                c->cb.on_ready(c, error, message);
-}
-
 /* SIGKILL what runs under nspawn. Its init first: nspawn reaps it and exits by itself; were nspawn
  * killed first, its init would be handed to us (PID 1 of our namespace) and linger as a zombie. */
-static void kill_payload(Container *c) {
+static void kill_payload(Machine *m) {
+        Container *c = (Container *) m;
         char path[64];
         _cleanup_fclose_ FILE *f = NULL;
         int pid;
@@ -565,68 +484,56 @@ static void kill_payload(Container *c) {
                 /* All at once: the keeper kills the script's process group and whatever is left. */
                 if (c->leader > 0)
                         (void) kill(c->leader, SIGKILL);
-                if (c->nspawn > 0)
-                        (void) kill(c->nspawn, SIGUSR1);
+                if (c->m.pid > 0)
+                        (void) kill(c->m.pid, SIGUSR1);
                 return;
         }
         if (c->leader > 0) {
                 (void) kill(c->leader, SIGKILL);   /* takes the whole PID namespace with it */
                 return;
         }
-        if (c->nspawn <= 0)
+        if (c->m.pid <= 0)
                 return;
         /* Still booting, its init unknown: whatever nspawn forked. */
-        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) c->nspawn, (int) c->nspawn);
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) c->m.pid, (int) c->m.pid);
         f = fopen(path, "re");
         while (f && fscanf(f, "%d", &pid) == 1)
                 (void) kill(pid, SIGKILL);
 }
 
-static int on_kill_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Container *c = userdata;
-
-        if (c->nspawn > 0)
-                (void) kill(c->nspawn, SIGKILL);
-        return 0;
-}
-
-static int arm_timer(Container *c, sd_event_source **s, uint64_t usec, sd_event_time_handler_t h);
-
-static void kill_all(Container *c) {
-        kill_payload(c);
-        if (c->nspawn > 0 && !c->kill_timer)
-                (void) arm_timer(c, &c->kill_timer, KILL_GRACE_USEC, on_kill_timeout);
+static void kill_nspawn(Machine *m) {
+        (void) kill(m->pid, SIGKILL);
 }
 
 /* SIGTERM to a start script: the NixOS launcher then stops nspawn and removes its veths and network
  * namespace. It is killed if it has not exited by the deadline. */
 static void script_terminate(Container *c) {
-        if (c->term_sent || c->nspawn <= 0)
+        if (c->term_sent || c->m.pid <= 0)
                 return;
         c->term_sent = true;
         c->term_deadline = now_usec() + c->cfg.shutdown_timeout_usec;
-        (void) kill(c->nspawn, SIGTERM);   /* the keeper passes it on */
+        (void) kill(c->m.pid, SIGTERM);   /* the keeper passes it on */
 }
 
 /* For container_free: the same, waiting (bounded) for it here. A start script not crashed on purpose
  * first gets its SIGTERM and the shutdown timeout. */
 static void kill_all_now(Container *c) {
-        int fd = c->nspawn_source ? sd_event_source_get_child_pidfd(c->nspawn_source) : -1;
+        int fd = c->m.child_source ? sd_event_source_get_child_pidfd(c->m.child_source) : -1;
         struct pollfd p = { .fd = fd, .events = POLLIN };
         siginfo_t si = {};
 
-        if (c->nspawn <= 0)
+        if (c->m.pid <= 0)
                 return;
-        if (c->cfg.start_script && c->state != STATE_KILLING && fd >= 0) {
+        if (c->cfg.start_script && c->m.state != MACHINE_KILLING && fd >= 0) {
                 uint64_t now = now_usec();
 
                 script_terminate(c);
                 if (now < c->term_deadline && poll(&p, 1, (int) ((c->term_deadline - now + 999) / 1000)) > 0)
                         return;   /* it exited: the child source reaps it */
         }
-        kill_payload(c);
+        kill_payload(&c->m);
         if (fd < 0 || poll(&p, 1, KILL_GRACE_USEC / 1000) <= 0)
-                (void) kill(c->nspawn, SIGKILL);
+                (void) kill(c->m.pid, SIGKILL);
         /* If nspawn went first after all, its init is ours to reap. */
         if (c->leader_pidfd >= 0) {
                 p = (struct pollfd) { .fd = c->leader_pidfd, .events = POLLIN };
@@ -635,27 +542,21 @@ static void kill_all_now(Container *c) {
         }
 }
 
-static void boot_failed(Container *c, int error, const char *message) {
-        c->state = STATE_KILLING;
-        kill_all(c);
-        report_ready(c, error, message);
-}
-
 /* Such a systemd never gets ready, or comes up without its path units and watches: end the boot now,
  * saying why, rather than at the boot timeout or with a node that half works. */
 static void fail_if_inotify_starved(Container *c) {
         _cleanup_free_ char *m = NULL;
         unsigned long limit = 0;
 
-        if (!alive(c) || !c->inotify_starved || (c->state != STATE_BOOTING && c->state != STATE_REBOOTING))
+        if (!machine_alive(&c->m) || !c->inotify_starved || (c->m.state != MACHINE_BOOTING && c->m.state != MACHINE_REBOOTING))
                 return;
         (void) read_uint(INOTIFY_SYSCTL, &limit);
-        m = failure_message(c, "its systemd ran out of inotify instances while booting (\"Too many open files\"): "
+        m = machine_failure_message(&c->m, "its systemd ran out of inotify instances while booting (\"Too many open files\"): "
                             "other containers and daemons hold the rest; raise fs.inotify.max_user_instances "
                             "(now %lu) as root: sysctl -w fs.inotify.max_user_instances=%lu",
                             limit, limit > 0 ? 2 * limit : 1024);
         exec_cancel(TAKE_PTR(c->env_job));
-        boot_failed(c, -EMFILE, m);
+        machine_boot_failed(&c->m, -EMFILE, m);
 }
 
 static void on_login_env(int error, char **envp, void *userdata) {
@@ -663,45 +564,45 @@ static void on_login_env(int error, char **envp, void *userdata) {
         _cleanup_free_ char *m = NULL;
 
         c->env_job = NULL;
-        enter(c);
+        machine_enter(&c->m);
         if (error < 0) {
-                m = failure_message(c, "booted, but a shell cannot run in it (%s -c '. /etc/profile; env -0'): %s",
+                m = machine_failure_message(&c->m, "booted, but a shell cannot run in it (%s -c '. /etc/profile; env -0'): %s",
                                     c->shell, strerror(-error));
-                boot_failed(c, error, m);
+                machine_boot_failed(&c->m, error, m);
         } else {
                 strv_free(c->login_env);
                 c->login_env = envp;
                 /* --setenv reaches PID 1 only: the node's env holds for its commands too, over what
                  * /etc/profile set. */
                 if (container_env_merge(&c->login_env, c->cfg.env) < 0) {
-                        m = failure_message(c, "out of memory for its commands' environment");
-                        boot_failed(c, -ENOMEM, m);
+                        m = machine_failure_message(&c->m, "out of memory for its commands' environment");
+                        machine_boot_failed(&c->m, -ENOMEM, m);
                 } else {
-                        c->state = STATE_READY;
-                        report_ready(c, 0, NULL);
+                        c->m.state = MACHINE_READY;
+                        machine_report_ready(&c->m, 0, NULL);
                 }
         }
-        leave(c);
+        machine_leave(&c->m);
 }
 
 static void on_ready_notified(Container *c) {
         int r;
 
         /* PID 1 sends READY=1 again on daemon-reexec: only the first one of a boot counts. */
-        if (c->ready_seen || c->state != STATE_BOOTING)
+        if (c->ready_seen || c->m.state != MACHINE_BOOTING)
                 return;
         c->ready_seen = true;
         if (c->leader_pidfd < 0) {
-                _cleanup_free_ char *m = failure_message(c, "READY=1 came without X_NSPAWN_LEADER_PID");
-                boot_failed(c, -EPROTO, m);
+                _cleanup_free_ char *m = machine_failure_message(&c->m, "READY=1 came without X_NSPAWN_LEADER_PID");
+                machine_boot_failed(&c->m, -EPROTO, m);
                 return;
         }
         c->shell = exec_find_shell(c->leader);
         c->cwd = exec_default_cwd(c->leader);
-        r = exec_login_env(c->event, c->leader_pidfd, c->shell, on_login_env, c, &c->env_job);
+        r = exec_login_env(c->m.event, c->leader_pidfd, c->shell, on_login_env, c, &c->env_job);
         if (r < 0) {
-                _cleanup_free_ char *m = failure_message(c, "cannot run a shell in it: %s", strerror(-r));
-                boot_failed(c, r, m);
+                _cleanup_free_ char *m = machine_failure_message(&c->m, "cannot run a shell in it: %s", strerror(-r));
+                machine_boot_failed(&c->m, r, m);
         }
 }
 
@@ -713,20 +614,20 @@ static void on_leader_notified(Container *c, const char *value) {
         if (c->leader_pidfd >= 0)
                 close(c->leader_pidfd);
         c->leader = pid;
-        c->leader_pidfd = pidfd_open_(pid);
+        c->leader_pidfd = machine_pidfd_open(pid);
         if (c->leader_pidfd < 0) {
                 c->leader = 0;
                 return;
         }
         journal_start(c);
-        if (c->cb.on_leader)
-                c->cb.on_leader(c, pid);
+        if (c->m.cb.on_leader)
+                c->m.cb.on_leader(&c->m, pid);
 }
 
 static void notify_message(Container *c, char *msg) {
         char *save = NULL;
 
-        for (char *l = strtok_r(msg, "\n", &save); l && alive(c); l = strtok_r(NULL, "\n", &save)) {
+        for (char *l = strtok_r(msg, "\n", &save); l && machine_alive(&c->m); l = strtok_r(NULL, "\n", &save)) {
                 if (startswith(l, "X_NSPAWN_LEADER_PID="))
                         on_leader_notified(c, l + strlen("X_NSPAWN_LEADER_PID="));
                 else if (streq(l, "READY=1"))
@@ -738,9 +639,9 @@ static int on_notify(sd_event_source *s _unused_, int fd, uint32_t revents _unus
         Container *c = userdata;
         char buf[4097];
 
-        enter(c);
+        machine_enter(&c->m);
         /* Drain all: a full socket buffer would block the container's PID 1. */
-        while (alive(c)) {
+        while (machine_alive(&c->m)) {
                 ssize_t l = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
                 if (l < 0 && errno == EINTR)
                         continue;
@@ -749,7 +650,7 @@ static int on_notify(sd_event_source *s _unused_, int fd, uint32_t revents _unus
                 buf[l] = '\0';
                 notify_message(c, buf);
         }
-        leave(c);
+        machine_leave(&c->m);
         return 0;
 }
 
@@ -777,7 +678,7 @@ static int notify_open(Container *c) {
                 return -errno;
         if (bind(fd, (struct sockaddr *) &sa, len) < 0)
                 return -errno;
-        r = sd_event_add_io(c->event, &c->notify_source, fd, EPOLLIN, on_notify, c);
+        r = sd_event_add_io(c->m.event, &c->notify_source, fd, EPOLLIN, on_notify, c);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_io_fd_own(c->notify_source, true);
@@ -787,31 +688,13 @@ static int notify_open(Container *c) {
 
 /* ---- timers ---- */
 
-static int on_boot_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Container *c = userdata;
-        _cleanup_free_ char *m = NULL;
+static char *boot_timeout_message(Machine *m) {
+        Container *c = (Container *) m;
 
-        enter(c);
-        m = failure_message(c, "not ready within %.1f s (%s)", c->cfg.boot_timeout_usec / 1e6,
-                            c->ready_seen ? "its systemd sent READY=1, but a shell in it did not answer"
-                                          : "no READY=1 from its systemd");
         exec_cancel(TAKE_PTR(c->env_job));
-        boot_failed(c, -ETIMEDOUT, m);
-        leave(c);
-        return 0;
-}
-
-static int on_shutdown_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Container *c = userdata;
-
-        c->state = STATE_KILLING;
-        kill_all(c);
-        return 0;
-}
-
-static int arm_timer(Container *c, sd_event_source **s, uint64_t usec, sd_event_time_handler_t h) {
-        *s = sd_event_source_disable_unref(*s);
-        return sd_event_add_time_relative(c->event, s, CLOCK_MONOTONIC, usec, 10000, h, c);
+        return machine_failure_message(m, "not ready within %.1f s (%s)", m->boot_timeout_usec / 1e6,
+                                       c->ready_seen ? "its systemd sent READY=1, but a shell in it did not answer"
+                                                     : "no READY=1 from its systemd");
 }
 
 /* ---- nspawn's exit ---- */
@@ -835,7 +718,7 @@ static void reap_orphaned_leader(Container *c) {
                 return;
         }
         fd = fcntl(c->leader_pidfd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0 || sd_event_add_child_pidfd(c->event, &s, fd, WEXITED, on_orphan_exit, NULL) < 0) {
+        if (fd < 0 || sd_event_add_child_pidfd(c->m.event, &s, fd, WEXITED, on_orphan_exit, NULL) < 0) {
                 if (fd >= 0)
                         close(fd);
                 return;
@@ -855,50 +738,36 @@ static void forget_boot(Container *c) {
         c->ready_seen = false;
         c->inotify_starved = false;
         c->login_env = (strv_free(c->login_env), NULL);
-        c->nspawn = 0;
-        c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        machine_forget_run(&c->m);
         cgroups_remove(c);
-        c->shutdown_timer = sd_event_source_disable_unref(c->shutdown_timer);
-        c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
 }
 
-static int on_nspawn_exit(sd_event_source *s _unused_, const siginfo_t *si, void *userdata) {
-        Container *c = userdata;
-        int status = si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
-        State was = c->state;
+static int exited(Machine *m, int status, MachineState was) {
+        Container *c = (Container *) m;
         int r;
 
-        enter(c);
         console_close(c);
         forget_boot(c);
-
         /* A reboot ends nspawn with 133, whether we asked for it or the node did itself. */
-        if (alive(c) && status == NSPAWN_EXIT_REBOOT && (was == STATE_REBOOTING || was == STATE_READY)) {
-                c->boot_pending = true;
+        if (machine_alive(m) && status == NSPAWN_EXIT_REBOOT && (was == MACHINE_REBOOTING || was == MACHINE_READY)) {
+                m->boot_pending = true;
                 r = spawn_nspawn(c);
                 if (r >= 0)
-                        goto out;
-                _cleanup_free_ char *m = failure_message(c, "cannot start %s again after a reboot: %s",
-                                                         c->cfg.start_script ?: "systemd-nspawn", strerror(-r));
-                report_ready(c, r, m);
+                        return 1;
+                _cleanup_free_ char *msg = machine_failure_message(m, "cannot start %s again after a reboot: %s",
+                                                                   c->cfg.start_script ?: "systemd-nspawn", strerror(-r));
+                machine_report_ready(m, r, msg);
         }
-
-        if (alive(c) && c->boot_pending) {
-                _cleanup_free_ char *m =
-                        was == STATE_STOPPING ? failure_message(c, "shut down before it became ready")
-                        : was == STATE_KILLING ? failure_message(c, "killed before it became ready")
-                        : c->cfg.start_script
-                        ? failure_message(c, "its start script %s exited with status %d before the node was ready",
-                                          c->cfg.start_script, status)
-                        : failure_message(c, "systemd-nspawn exited with status %d before the node was ready", status);
-                report_ready(c, was == STATE_STOPPING || was == STATE_KILLING ? -ECANCELED : -ECHILD, m);
-        }
-        c->state = STATE_STOPPED;
-        if (alive(c) && c->cb.on_exit)
-                c->cb.on_exit(c, status);
-out:
-        leave(c);
         return 0;
+}
+
+static char *exit_message(Machine *m, int status) {
+        Container *c = (Container *) m;
+
+        if (c->cfg.start_script)
+                return machine_failure_message(m, "its start script %s exited with status %d before the node was ready",
+                                               c->cfg.start_script, status);
+        return machine_failure_message(m, "systemd-nspawn exited with status %d before the node was ready", status);
 }
 
 /* ---- a cgroup of its own ----
@@ -1176,7 +1045,7 @@ static _Noreturn void keeper_main(char **argv, char **envp, const char *cwd) {
 static int spawn_nspawn(Container *c) {
         _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
         _cleanup_free_ char *notify = NULL;
-        int out[2], pidfd, r;
+        int out[2], r;
         pid_t parent = getpid();
 
         if (asprintf(&notify, "@%s", c->notify_name) < 0)
@@ -1186,7 +1055,7 @@ static int spawn_nspawn(Container *c) {
                 envp = container_script_env(c->image->root, c->shared_abs ?: c->cfg.shared_dir, notify);
         } else {
                 char *e[] = { (char *) "PATH=" DEFAULT_PATH, NULL, NULL };
-                argv = container_nspawn_argv(&c->cfg, c->image->root, c->image->machine_id, !!c->cb.on_journal_line);
+                argv = container_nspawn_argv(&c->cfg, c->image->root, c->image->machine_id, !!c->m.cb.on_journal_line);
                 if (asprintf(&e[1], "NOTIFY_SOCKET=%s", notify) >= 0)
                         envp = strv_copy(e);
                 free(e[1]);
@@ -1202,13 +1071,13 @@ static int spawn_nspawn(Container *c) {
                 goto fail_pipe;
         }
         cgroups_make(c);
-        c->nspawn = fork();
-        if (c->nspawn < 0) {
+        c->m.pid = fork();
+        if (c->m.pid < 0) {
                 r = -errno;
                 cgroups_remove(c);
                 goto fail_pipe;
         }
-        if (c->nspawn == 0) {
+        if (c->m.pid == 0) {
                 child_setup(out[1], parent);
                 cgroups_join(c->cgroups, ELEMENTSOF(c->cgroups));
                 if (c->cfg.start_script)
@@ -1217,7 +1086,7 @@ static int spawn_nspawn(Container *c) {
         }
         close(out[1]);
 
-        r = sd_event_add_io(c->event, &c->console_source, out[0], EPOLLIN, on_console, c);
+        r = sd_event_add_io(c->m.event, &c->console_source, out[0], EPOLLIN, on_console, c);
         if (r < 0) {
                 close(out[0]);
                 goto fail_child;
@@ -1226,33 +1095,23 @@ static int spawn_nspawn(Container *c) {
         /* Console lines first, so a failure message holds the last of them. */
         (void) sd_event_source_set_priority(c->console_source, SD_EVENT_PRIORITY_NORMAL - 1);
 
-        pidfd = pidfd_open_(c->nspawn);
-        if (pidfd < 0) {
-                r = -errno;
-                goto fail_child;
-        }
-        r = sd_event_add_child_pidfd(c->event, &c->nspawn_source, pidfd, WEXITED, on_nspawn_exit, c);
-        if (r < 0) {
-                close(pidfd);
-                goto fail_child;
-        }
-        (void) sd_event_source_set_child_pidfd_own(c->nspawn_source, true);
-        (void) sd_event_source_set_child_process_own(c->nspawn_source, true);
-
-        r = arm_timer(c, &c->boot_timer, c->cfg.boot_timeout_usec, on_boot_timeout);
+        r = machine_watch_child(&c->m, c->m.pid, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 goto fail_child;
-        c->state = STATE_BOOTING;
+        r = machine_arm_boot_timer(&c->m, c->cfg.boot_timeout_usec);
+        if (r < 0)
+                goto fail_child;
+        c->m.state = MACHINE_BOOTING;
         return 0;
 
 fail_child:
         c->console_source = sd_event_source_disable_unref(c->console_source);
-        if (!c->nspawn_source) {
-                (void) kill(c->nspawn, SIGKILL);
-                (void) waitpid(c->nspawn, NULL, 0);
+        if (!c->m.child_source) {
+                (void) kill(c->m.pid, SIGKILL);
+                (void) waitpid(c->m.pid, NULL, 0);
         }
-        c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
-        c->nspawn = 0;
+        c->m.child_source = sd_event_source_disable_unref(c->m.child_source);
+        c->m.pid = 0;
         cgroups_remove(c);
         return r;
 fail_pipe:
@@ -1266,11 +1125,11 @@ static int on_deferred_failure(sd_event_source *s _unused_, void *userdata) {
         Container *c = userdata;
         _cleanup_free_ char *m = TAKE_PTR(c->deferred_message);
 
-        enter(c);
+        machine_enter(&c->m);
         c->deferred_source = sd_event_source_disable_unref(c->deferred_source);
-        c->state = STATE_STOPPED;
-        report_ready(c, c->deferred_error, m);
-        leave(c);
+        c->m.state = MACHINE_STOPPED;
+        machine_report_ready(&c->m, c->deferred_error, m);
+        machine_leave(&c->m);
         return 0;
 }
 
@@ -1280,11 +1139,11 @@ static int fail_later(Container *c, int error, char *message) {
         free(c->deferred_message);
         c->deferred_message = message;
         c->deferred_error = error;
-        r = sd_event_add_defer(c->event, &c->deferred_source, on_deferred_failure, c);
+        r = sd_event_add_defer(c->m.event, &c->deferred_source, on_deferred_failure, c);
         if (r < 0)
                 return r;
-        c->state = STATE_BOOTING;   /* until the failure is reported */
-        c->boot_pending = true;
+        c->m.state = MACHINE_BOOTING;   /* until the failure is reported */
+        c->m.boot_pending = true;
         return 0;
 }
 
@@ -1294,7 +1153,7 @@ int container_start(Container *c) {
 
         if (!c)
                 return -EINVAL;
-        if (c->state != STATE_STOPPED)
+        if (c->m.state != MACHINE_STOPPED)
                 return -EBUSY;
 
         if (!c->image) {
@@ -1319,12 +1178,12 @@ int container_start(Container *c) {
                 c->shared_abs = realpath(c->cfg.shared_dir, NULL);
         r = notify_open(c);
         if (r < 0)
-                return fail_later(c, r, failure_message(c, "cannot create its notify socket: %s", strerror(-r)));
-        c->boot_pending = true;
+                return fail_later(c, r, machine_failure_message(&c->m, "cannot create its notify socket: %s", strerror(-r)));
+        c->m.boot_pending = true;
         r = spawn_nspawn(c);
         if (r < 0) {
-                c->boot_pending = false;
-                return fail_later(c, r, failure_message(c, "cannot start systemd-nspawn: %s", strerror(-r)));
+                c->m.boot_pending = false;
+                return fail_later(c, r, machine_failure_message(&c->m, "cannot start systemd-nspawn: %s", strerror(-r)));
         }
         return 0;
 }
@@ -1332,43 +1191,42 @@ int container_start(Container *c) {
 /* ---- control ---- */
 
 int container_shutdown(Container *c) {
-        if (!c || c->state == STATE_STOPPED)
+        if (!c || c->m.state == MACHINE_STOPPED)
                 return -ESRCH;
-        if (c->state == STATE_STOPPING || c->state == STATE_KILLING)
+        if (c->m.state == MACHINE_STOPPING || c->m.state == MACHINE_KILLING)
                 return 0;
-        c->state = STATE_STOPPING;
+        c->m.state = MACHINE_STOPPING;
         /* SIGRTMIN+4 to systemd is "poweroff"; before the leader is known, nspawn's own SIGTERM
          * handling halts the container. */
         if (c->leader > 0)
                 (void) kill(c->leader, SIGRTMIN + 4);
-        else if (c->nspawn > 0)
-                (void) kill(c->nspawn, SIGTERM);
-        return arm_timer(c, &c->shutdown_timer, c->cfg.shutdown_timeout_usec, on_shutdown_timeout);
+        else if (c->m.pid > 0)
+                (void) kill(c->m.pid, SIGTERM);
+        return machine_arm_shutdown_timer(&c->m);
 }
 
 int container_reboot(Container *c) {
-        if (!c || c->state != STATE_READY || c->leader <= 0)
+        if (!c || c->m.state != MACHINE_READY || c->leader <= 0)
                 return -EBUSY;
-        c->state = STATE_REBOOTING;
-        c->boot_pending = true;
+        c->m.state = MACHINE_REBOOTING;
+        c->m.boot_pending = true;
         /* SIGINT to systemd is ctrl-alt-del, i.e. reboot: nspawn then exits with 133. */
         if (kill(c->leader, SIGINT) < 0)
                 return -errno;
-        return arm_timer(c, &c->boot_timer, c->cfg.boot_timeout_usec + c->cfg.shutdown_timeout_usec,
-                         on_boot_timeout);
+        return machine_arm_boot_timer(&c->m, c->cfg.boot_timeout_usec + c->cfg.shutdown_timeout_usec);
 }
 
 void container_crash(Container *c) {
-        if (!c || c->state == STATE_STOPPED)
+        if (!c || c->m.state == MACHINE_STOPPED)
                 return;
-        c->state = STATE_KILLING;
-        kill_all(c);
+        c->m.state = MACHINE_KILLING;
+        machine_kill(&c->m);
 }
 
 void container_release(Container *c) {
         int r;
 
-        if (!c || c->state == STATE_STOPPED || c->state == STATE_KILLING)
+        if (!c || c->m.state == MACHINE_STOPPED || c->m.state == MACHINE_KILLING)
                 return;
         if (!c->cfg.start_script) {
                 container_crash(c);
@@ -1377,13 +1235,107 @@ void container_release(Container *c) {
         if (c->term_sent)
                 return;
         script_terminate(c);
-        c->state = STATE_STOPPING;
-        r = arm_timer(c, &c->shutdown_timer, c->cfg.shutdown_timeout_usec, on_shutdown_timeout);
+        c->m.state = MACHINE_STOPPING;
+        r = machine_arm_shutdown_timer(&c->m);
         if (r < 0)
                 container_crash(c);
 }
 
 /* ---- life ---- */
+
+/* The machine interface (machine.h) over the functions below. */
+static int vt_start(Machine *m) {
+        return container_start((Container *) m);
+}
+
+static int vt_poweroff(Machine *m) {
+        return container_shutdown((Container *) m);
+}
+
+static int vt_reboot(Machine *m) {
+        return container_reboot((Container *) m);
+}
+
+static void vt_crash(Machine *m) {
+        container_crash((Container *) m);
+}
+
+static void vt_release(Machine *m) {
+        container_release((Container *) m);
+}
+
+static bool vt_is_ready(Machine *m) {
+        return m->state == MACHINE_READY;
+}
+
+static void on_vt_exec_done(ExecResult *r, void *userdata) {
+        machine_exec_done(userdata, r);
+}
+
+/* The backdoor's flags do not apply: the stdlib runs such commands in the background itself. */
+static int vt_exec(Machine *m, MachineExec *x, const char *command, uint64_t timeout_usec, unsigned flags _unused_,
+                   void **ret_job) {
+        ExecJob *job = NULL;
+        int r = container_exec((Container *) m, command, timeout_usec, on_vt_exec_done, x, &job);
+
+        *ret_job = job;
+        return r;
+}
+
+static void vt_exec_cancel(void *job) {
+        exec_cancel(job);
+}
+
+static int vt_add_file(Machine *m, const char *path, const void *content, size_t len, mode_t mode) {
+        HostImageFile f = { .path = path, .content = content, .len = len, .mode = mode };
+
+        return container_add_file((Container *) m, &f);
+}
+
+/* container_new's callbacks, typed for a Container. */
+static void call_on_ready(Machine *m, int error, const char *message) {
+        ((Container *) m)->cb.on_ready((Container *) m, error, message);
+}
+
+static void call_on_exit(Machine *m, int status) {
+        ((Container *) m)->cb.on_exit((Container *) m, status);
+}
+
+static void call_on_console_line(Machine *m, const char *line, size_t len) {
+        ((Container *) m)->cb.on_console_line((Container *) m, line, len);
+}
+
+static void call_on_leader(Machine *m, pid_t leader) {
+        ((Container *) m)->cb.on_leader((Container *) m, leader);
+}
+
+static void call_on_journal_line(Machine *m, const char *line, size_t len) {
+        ((Container *) m)->cb.on_journal_line((Container *) m, line, len);
+}
+
+static const MachineVTable container_vtable = {
+        .kind = MACHINE_CONTAINER,
+        .noun = "container",
+        .process = "systemd-nspawn",
+        .ready_what = "it became ready",
+        .no_output = " (no console output)",
+        .kill = kill_payload,
+        .kill_hard = kill_nspawn,
+        .exited = exited,
+        .exit_message = exit_message,
+        .boot_timeout_message = boot_timeout_message,
+        .failure_hint = failure_hint,
+        .destroy = container_destroy,
+        .start = vt_start,
+        .poweroff = vt_poweroff,
+        .reboot = vt_reboot,
+        .crash = vt_crash,
+        .release = vt_release,
+        .is_ready = vt_is_ready,
+        .exec = vt_exec,
+        .exec_cancel = vt_exec_cancel,
+        .add_file = vt_add_file,
+};
 
 static int copy_file(const HostImageFile *f, HostImageFile *g) {
         *g = (HostImageFile) { .len = f->len, .mode = f->mode };
@@ -1504,30 +1456,39 @@ int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallba
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
-        c->event = sd_event_ref(e);
+        machine_init(&c->m, &container_vtable, e, NULL);
         c->cb = cb ? *cb : (ContainerCallbacks) {};
-        c->userdata = userdata;
+        c->m.cb = (MachineCallbacks) {
+                .on_ready = c->cb.on_ready ? call_on_ready : NULL,
+                .on_exit = c->cb.on_exit ? call_on_exit : NULL,
+                .on_console_line = c->cb.on_console_line ? call_on_console_line : NULL,
+                .on_leader = c->cb.on_leader ? call_on_leader : NULL,
+                .on_journal_line = c->cb.on_journal_line ? call_on_journal_line : NULL,
+        };
+        c->m.userdata = userdata;
         c->leader_pidfd = c->notify_fd = -1;
         r = copy_config(c, cfg);
+        c->m.name = c->cfg.name;
+        c->m.boot_timeout_usec = c->cfg.boot_timeout_usec;
+        c->m.shutdown_timeout_usec = c->cfg.shutdown_timeout_usec;
         if (r < 0) {
-                container_destroy(c);
+                container_destroy(&c->m);
                 return r;
         }
         *ret = c;
         return 0;
 }
 
-static void container_destroy(Container *c) {
+static void container_destroy(Machine *m) {
+        Container *c = (Container *) m;
+
         kill_all_now(c);
         exec_cancel(TAKE_PTR(c->env_job));
         /* Owns nspawn: waits for it. */
-        c->nspawn_source = sd_event_source_disable_unref(c->nspawn_source);
+        c->m.child_source = sd_event_source_disable_unref(c->m.child_source);
         cgroups_remove(c);
         c->console_source = sd_event_source_disable_unref(c->console_source);
         c->notify_source = sd_event_source_disable_unref(c->notify_source);   /* closes notify_fd */
-        c->boot_timer = sd_event_source_disable_unref(c->boot_timer);
-        c->shutdown_timer = sd_event_source_disable_unref(c->shutdown_timer);
-        c->kill_timer = sd_event_source_disable_unref(c->kill_timer);
         c->deferred_source = sd_event_source_disable_unref(c->deferred_source);
         c->journal = journal_follower_free(c->journal);
         free(c->deferred_message);
@@ -1536,33 +1497,24 @@ static void container_destroy(Container *c) {
         hostimage_free(c->image);
         free(c->shared_abs);
         strv_free(c->login_env);
-        for (size_t i = 0; i < LAST_LINES; i++)
-                free(c->last[i]);
+        machine_done(&c->m);
         config_free(c);
-        sd_event_unref(c->event);
         free(c);
 }
 
 void container_free(Container *c) {
-        if (!c)
-                return;
-        if (c->dispatching > 0) {
-                /* Called from one of our callbacks: finish when it returns. */
-                c->doomed = true;
-                kill_all(c);
-                return;
-        }
-        container_destroy(c);
+        if (c)
+                machine_free(&c->m);
 }
 
 /* ---- queries ---- */
 
 bool container_is_up(Container *c) {
-        return c && c->nspawn > 0;
+        return c && c->m.pid > 0;
 }
 
 bool container_is_ready(Container *c) {
-        return c && c->state == STATE_READY;
+        return c && c->m.state == MACHINE_READY;
 }
 
 pid_t container_leader(Container *c) {
@@ -1586,7 +1538,7 @@ const char *container_root(Container *c) {
 }
 
 void *container_userdata(Container *c) {
-        return c ? c->userdata : NULL;
+        return c ? c->m.userdata : NULL;
 }
 
 char **container_login_env(Container *c) {
@@ -1608,7 +1560,7 @@ int container_exec(Container *c, const char *command, uint64_t timeout_usec, exe
 
         if (!c || !command || !done)
                 return -EINVAL;
-        if (c->state != STATE_READY)
+        if (c->m.state != MACHINE_READY)
                 return -ESRCH;
         argv = exec_command_argv(c->shell, command);
         if (!argv)
@@ -1620,5 +1572,13 @@ int container_exec(Container *c, const char *command, uint64_t timeout_usec, exe
                 .cwd = c->cwd,
                 .timeout_usec = timeout_usec,
         };
-        return exec_start(c->event, &spec, done, userdata, ret);
+        return exec_start(c->m.event, &spec, done, userdata, ret);
+}
+
+Machine *container_machine(Container *c) {
+        return c ? &c->m : NULL;
+}
+
+Container *container_from_machine(Machine *m) {
+        return m && m->vtable == &container_vtable ? (Container *) m : NULL;
 }

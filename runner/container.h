@@ -135,6 +135,10 @@ const char *container_machine_id(Container *c); /* NULL for a start script's nod
 const char *container_root(Container *c);/* the booted tree (a start script's: the state directory),
                                           * NULL before the first start */
 void *container_userdata(Container *c);
+/* The machine interface (machine.h) of a container, and back. */
+typedef struct Machine Machine;
+Machine *container_machine(Container *c);
+Container *container_from_machine(Machine *m);   /* NULL unless m is a container */
 
 /* Commands, once ready: the login environment (computed once per boot, with cfg.env set over what
  * /etc/profile set), the shell (bash, or /bin/sh without pipefail) and the working directory (/root,

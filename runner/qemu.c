@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "accel.h"
+#include "machine.h"
 #include "outbuf.h"
 #include "qemu.h"
 #include "strv.h"
@@ -22,9 +23,7 @@
 #define BOOT_TIMEOUT_DEFAULT (300 * SEC)
 #define SHUTDOWN_TIMEOUT_DEFAULT (60 * SEC)
 #define KVM_PROBE_DEFAULT (10 * SEC)
-#define KILL_GRACE_USEC (3 * SEC)
 #define MEMORY_DEFAULT_MB 512
-#define LAST_LINES 20
 #define LINE_MAX_LEN 4096
 #define QEMU_DEFAULT "qemu-system-x86_64"
 #define SHELL_FD 3
@@ -32,14 +31,6 @@
 #define FIRST_TAP_FD 5
 /* The longest a frame line may grow: 1 GiB of output is 1.4 GiB of base64. */
 #define FRAME_MAX (1536ULL * 1024 * 1024)
-
-typedef enum State {
-        STATE_STOPPED,
-        STATE_BOOTING,          /* QEMU runs; the shell has not answered since the start or a reboot */
-        STATE_READY,
-        STATE_STOPPING,         /* poweroff requested */
-        STATE_KILLING,          /* crash, release, boot timeout, KVM given up */
-} State;
 
 typedef enum Shell {
         SHELL_WAIT_SENTINEL,
@@ -79,27 +70,19 @@ typedef struct QmpCall {
         struct QmpCall *next;
 } QmpCall;
 
+/* Booting: QEMU runs; the shell has not answered since the start or a reboot. Killing: crash,
+ * release, boot timeout, KVM given up. m.pid is QEMU (or its start script). */
 struct Qemu {
-        sd_event *event;
+        Machine m;
         QemuConfig cfg;                 /* deep copy; nics[i].tap_fd are our duplicates */
         QemuNic *nics;
-        QemuCallbacks cb;
-        void *userdata;
+        QemuCallbacks cb;               /* qemu_new's; m.cb calls them */
 
-        State state;
-        bool boot_pending;              /* on_ready owed for this boot */
         bool kvm;                       /* this run of QEMU uses KVM */
         bool restart_tcg;               /* KVM given up: start again under TCG once it is gone */
         bool console_seen;              /* any output from the guest in this run */
-        unsigned dispatching;
-        bool doomed;
-
-        pid_t pid;
-        sd_event_source *child_source;
         int stdin_fd;
         Console serial, messages;
-        char *last[LAST_LINES];
-        size_t n_last;
 
         int shell_fd;
         sd_event_source *shell_source;
@@ -114,19 +97,17 @@ struct Qemu {
         QemuExecJob *orphans;           /* cut off by a reboot; failed with their error at the next kick */
         int fail_jobs;                  /* fail every job with this error at the next kick */
         char *pending_notice;           /* told at the next kick: callbacks never run from API calls */
-        char *start_error;              /* why the last qemu_start failed, if it says */
         char shutdown_reason[32];       /* of QMP's SHUTDOWN event in this run: "guest-reset", ... */
         sd_event_source *kick_source;
 
         Qmp *qmp;
         QmpCall *calls;
 
-        sd_event_source *boot_timer, *shutdown_timer, *kill_timer, *probe_timer;
+        sd_event_source *probe_timer;
 };
 
 static int spawn(Qemu *q, bool kvm);
-static void qemu_destroy(Qemu *q);
-static int on_boot_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+static void qemu_destroy(Machine *m);
 
 /* ---- pure helpers ---- */
 
@@ -398,85 +379,13 @@ const char *qemu_key_for_char(char c) {
 
 /* ---- lifecycle helpers ---- */
 
-static void enter(Qemu *q) {
-        q->dispatching++;
-}
-
-static void leave(Qemu *q) {
-        if (--q->dispatching == 0 && q->doomed)
-                qemu_destroy(q);
-}
-
-static bool alive(Qemu *q) {
-        return !q->doomed;
-}
-
-static void notice(Qemu *q, const char *fmt, ...) _printf_(2, 3);
-static void notice(Qemu *q, const char *fmt, ...) {
-        _cleanup_free_ char *m = NULL;
-        va_list ap;
-
-        if (!q->cb.on_notice || !alive(q))
-                return;
-        va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        if (m)
-                q->cb.on_notice(q, m);
-}
-
-static char *failure_message(Qemu *q, const char *fmt, ...) _printf_(2, 3);
-static char *failure_message(Qemu *q, const char *fmt, ...) {
-        _cleanup_free_ char *what = NULL;
-        size_t size = 0, first = q->n_last > LAST_LINES ? q->n_last - LAST_LINES : 0;
-        char *m = NULL;
-        FILE *f;
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&what, fmt, ap) < 0)
-                what = NULL;
-        va_end(ap);
-        f = open_memstream(&m, &size);
-        if (!f)
-                return NULL;
-        fprintf(f, "node %s: %s", q->cfg.name, what ?: "failed");
-        if (q->n_last == 0)
-                fputs(" (no console output: is console=ttyS0 on the kernel command line?)", f);
-        else
-                fputs("; last console lines:", f);
-        for (size_t i = first; i < q->n_last; i++)
-                fprintf(f, "\n  %s", q->last[i % LAST_LINES] ?: "");
-        fclose(f);
-        return m;
-}
-
-static void report_ready(Qemu *q, int error, const char *message) {
-        if (!q->boot_pending)
-                return;
-        q->boot_pending = false;
-        q->boot_timer = sd_event_source_disable_unref(q->boot_timer);
-        if (q->cb.on_ready && alive(q))
-                q->cb.on_ready(q, error, message);
-}
-
-static int arm_timer(Qemu *q, sd_event_source **s, uint64_t usec, sd_event_time_handler_t h) {
-        *s = sd_event_source_disable_unref(*s);
-        return sd_event_add_time_relative(q->event, s, CLOCK_MONOTONIC, usec, 0, h, q);
-}
-
 static void kill_qemu(Qemu *q, int sig) {
-        if (q->pid > 0)
-                (void) kill(-q->pid, sig);   /* its session: a start script and what it started */
+        if (q->m.pid > 0)
+                (void) kill(-q->m.pid, sig);   /* its session: a start script and what it started */
 }
 
-static int on_kill_timer(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Qemu *q = userdata;
-
-        q->kill_timer = sd_event_source_disable_unref(q->kill_timer);
-        kill_qemu(q, SIGKILL);
-        return 0;
+static void kill_now(Machine *m) {
+        kill_qemu((Qemu *) m, SIGKILL);
 }
 
 /* ---- jobs ---- */
@@ -514,7 +423,7 @@ static void job_complete(Qemu *q, QemuExecJob *j, int error, int status) {
                 r.out_len = 0;
         }
         j->out = NULL;
-        if (j->done && alive(q))
+        if (j->done && machine_alive(&q->m))
                 j->done(q, &r, j->userdata);
         free(r.out);
         job_free(j);
@@ -529,7 +438,7 @@ static void job_finish(Qemu *q, int error, int status) {
 }
 
 static void fail_all_jobs(Qemu *q, int error) {
-        while (q->jobs && alive(q))
+        while (q->jobs && machine_alive(&q->m))
                 job_finish(q, error, -1);
 }
 
@@ -564,9 +473,9 @@ static void shell_disconnect(Qemu *q) {
 static void shell_connected(Qemu *q) {
         q->shell = SHELL_IDLE;
         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
-        if (q->state == STATE_BOOTING)
-                q->state = STATE_READY;
-        report_ready(q, 0, NULL);
+        if (q->m.state == MACHINE_BOOTING)
+                q->m.state = MACHINE_READY;
+        machine_report_ready(&q->m, 0, NULL);
         kick(q);
 }
 
@@ -575,7 +484,7 @@ static void shell_connected(Qemu *q) {
 static void shell_next(Qemu *q) {
         QemuExecJob *j;
 
-        while (alive(q) && q->shell == SHELL_IDLE && (j = q->jobs)) {
+        while (machine_alive(&q->m) && q->shell == SHELL_IDLE && (j = q->jobs)) {
                 if (shell_write(q, j->line) < 0) {
                         job_finish(q, -ENOMEM, -1);
                         continue;
@@ -584,9 +493,9 @@ static void shell_next(Qemu *q) {
                         /* The output is never read: the shell is out of step until it prints the
                          * sentinel again (after switch_root, say). */
                         shell_disconnect(q);
-                        q->state = STATE_BOOTING;
-                        q->boot_pending = true;
-                        (void) arm_timer(q, &q->boot_timer, q->cfg.boot_timeout_usec, on_boot_timeout);
+                        q->m.state = MACHINE_BOOTING;
+                        q->m.boot_pending = true;
+                        (void) machine_arm_boot_timer(&q->m, q->cfg.boot_timeout_usec);
                         job_finish(q, 0, -2);
                         return;
                 }
@@ -610,7 +519,7 @@ static size_t shell_take_line(Qemu *q) {
 static void shell_consume(Qemu *q) {
         size_t l;
 
-        while (alive(q) && q->in_len > 0) {
+        while (machine_alive(&q->m) && q->in_len > 0) {
                 switch (q->shell) {
                 case SHELL_WAIT_SENTINEL: {
                         ssize_t end = qemu_sentinel_end(q->in, q->in_len);
@@ -697,7 +606,7 @@ static void shell_consume(Qemu *q) {
 static int on_shell(sd_event_source *s _unused_, int fd, uint32_t revents, void *userdata) {
         Qemu *q = userdata;
 
-        enter(q);
+        machine_enter(&q->m);
         if (revents & EPOLLOUT)
                 shell_flush(q);
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -736,49 +645,45 @@ static int on_shell(sd_event_source *s _unused_, int fd, uint32_t revents, void 
                         }
                         q->in_len += (size_t) n;
                         shell_consume(q);
-                        if (!alive(q) || q->shell == SHELL_DEAD)
+                        if (!machine_alive(&q->m) || q->shell == SHELL_DEAD)
                                 break;
                 }
         }
-        leave(q);
+        machine_leave(&q->m);
         return 0;
 }
 
 static int on_kick(sd_event_source *s _unused_, void *userdata) {
         Qemu *q = userdata;
 
-        enter(q);
+        machine_enter(&q->m);
         if (q->pending_notice) {
                 _cleanup_free_ char *m = TAKE_PTR(q->pending_notice);
-                notice(q, "%s", m);
+                machine_notice(&q->m, "%s", m);
         }
-        while (q->orphans && alive(q)) {
+        while (q->orphans && machine_alive(&q->m)) {
                 QemuExecJob *j = q->orphans;
                 q->orphans = j->next;
                 job_complete(q, j, j->error, -1);
         }
-        if (q->fail_jobs && alive(q)) {
+        if (q->fail_jobs && machine_alive(&q->m)) {
                 int e = q->fail_jobs;
                 q->fail_jobs = 0;
                 fail_all_jobs(q, e);
         }
-        if (alive(q))
+        if (machine_alive(&q->m))
                 shell_next(q);
-        leave(q);
+        machine_leave(&q->m);
         return 0;
 }
 
 /* ---- the serial console ---- */
 
 static void console_line(Qemu *q, char *line, size_t len) {
-        char **slot;
-
         len = qemu_console_clean(line, len);
-        slot = &q->last[q->n_last++ % LAST_LINES];
-        free(*slot);
-        *slot = strndup(line, len);
-        if (q->cb.on_console_line && alive(q))
-                q->cb.on_console_line(q, line, len);
+        machine_remember_line(&q->m, line, len, false);
+        if (q->m.cb.on_console_line && machine_alive(&q->m))
+                q->m.cb.on_console_line(&q->m, line, len);
 }
 
 static void console_read(Console *c, bool flush) {
@@ -798,7 +703,7 @@ static void console_read(Console *c, bool flush) {
                         q->console_seen = true;
                         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
                 }
-                for (ssize_t i = 0; i < n && alive(q); i++) {
+                for (ssize_t i = 0; i < n && machine_alive(&q->m); i++) {
                         if (buf[i] == '\n' || c->len == sizeof c->line) {
                                 console_line(q, c->line, c->len);
                                 c->len = 0;
@@ -807,10 +712,10 @@ static void console_read(Console *c, bool flush) {
                         }
                         c->line[c->len++] = buf[i];
                 }
-                if (!alive(q))
+                if (!machine_alive(&q->m))
                         return;
         }
-        if (flush && c->len > 0 && alive(q)) {
+        if (flush && c->len > 0 && machine_alive(&q->m)) {
                 console_line(q, c->line, c->len);
                 c->len = 0;
         }
@@ -820,9 +725,9 @@ static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t rev
         Console *c = userdata;
         Qemu *q = c->q;
 
-        enter(q);
+        machine_enter(&q->m);
         console_read(c, false);
-        leave(q);
+        machine_leave(&q->m);
         return 0;
 }
 
@@ -830,7 +735,7 @@ static int console_open(Console *c, int fd) {
         int r;
 
         c->len = 0;
-        r = sd_event_add_io(c->q->event, &c->source, fd, EPOLLIN, on_console, c);
+        r = sd_event_add_io(c->q->m.event, &c->source, fd, EPOLLIN, on_console, c);
         if (r < 0) {
                 close(fd);
                 return r;
@@ -846,26 +751,26 @@ static int console_open(Console *c, int fd) {
 static void on_qmp_event(Qmp *qmp _unused_, const char *name, json_t *data, json_t *msg, void *userdata) {
         Qemu *q = userdata;
 
-        enter(q);
+        machine_enter(&q->m);
         if (streq(name, "SHUTDOWN"))
                 snprintf(q->shutdown_reason, sizeof q->shutdown_reason, "%s",
                          json_string_value(json_object_get(data, "reason")) ?: "");
         /* A reset (a reboot with allow_reboot, whoever asked) starts a new boot: the old shell is gone. */
-        if (streq(name, "RESET") && (q->state == STATE_READY || q->state == STATE_BOOTING)) {
+        if (streq(name, "RESET") && (q->m.state == MACHINE_READY || q->m.state == MACHINE_BOOTING)) {
                 bool running = q->shell == SHELL_OUTPUT || q->shell == SHELL_STATUS;
 
                 shell_disconnect(q);
-                q->state = STATE_BOOTING;
-                if (!q->boot_pending) {
-                        q->boot_pending = true;
-                        (void) arm_timer(q, &q->boot_timer, q->cfg.boot_timeout_usec, on_boot_timeout);
+                q->m.state = MACHINE_BOOTING;
+                if (!q->m.boot_pending) {
+                        q->m.boot_pending = true;
+                        (void) machine_arm_boot_timer(&q->m, q->cfg.boot_timeout_usec);
                 }
                 if (running)
                         job_finish(q, -ECONNRESET, -1);
         }
-        if (alive(q) && q->cb.on_qmp_event)
-                q->cb.on_qmp_event(q, name, data, msg);
-        leave(q);
+        if (machine_alive(&q->m) && q->m.cb.on_qmp_event)
+                q->m.cb.on_qmp_event(&q->m, name, data, msg);
+        machine_leave(&q->m);
 }
 
 static void on_qmp_close(Qmp *qmp _unused_, int error _unused_, void *userdata _unused_) {
@@ -885,12 +790,12 @@ static void on_qmp_reply(Qmp *qmp _unused_, int error, json_t *result, const cha
         QmpCall *c = userdata;
         Qemu *q = c->q;
 
-        enter(q);
+        machine_enter(&q->m);
         calls_remove(q, c);
-        if (c->done && alive(q))
+        if (c->done && machine_alive(&q->m))
                 c->done(q, error, result, error_desc, c->userdata);
         free(c);
-        leave(q);
+        machine_leave(&q->m);
 }
 
 /* ---- QEMU's process ---- */
@@ -899,11 +804,9 @@ static void run_teardown(Qemu *q) {
         q->serial.source = sd_event_source_disable_unref(q->serial.source);
         q->messages.source = sd_event_source_disable_unref(q->messages.source);
         q->shell_source = sd_event_source_disable_unref(q->shell_source);
-        q->child_source = sd_event_source_disable_unref(q->child_source);
         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
-        q->shutdown_timer = sd_event_source_disable_unref(q->shutdown_timer);
-        q->kill_timer = sd_event_source_disable_unref(q->kill_timer);
-        q->boot_timer = sd_event_source_disable_unref(q->boot_timer);
+        q->m.boot_timer = sd_event_source_disable_unref(q->m.boot_timer);
+        machine_forget_run(&q->m);
         if (q->stdin_fd >= 0)
                 q->stdin_fd = (close(q->stdin_fd), -1);
         if (q->shell_fd >= 0)
@@ -918,17 +821,13 @@ static void run_teardown(Qemu *q) {
         q->qmp = NULL;
         q->in_len = q->out.len = q->scanned = 0;
         q->shell = SHELL_DEAD;
-        q->pid = 0;
 }
 
-static int on_child_exit(sd_event_source *s _unused_, const siginfo_t *si, void *userdata) {
-        Qemu *q = userdata;
-        int status = si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
-        State was = q->state;
+static int exited(Machine *m, int status, MachineState was) {
+        Qemu *q = (Qemu *) m;
         bool kvm = q->kvm;
         int r;
 
-        enter(q);
         /* What its session left behind (a start script's helpers) goes with it; the group is still
          * ours to signal while QEMU is an unreaped zombie. */
         kill_qemu(q, SIGKILL);
@@ -936,96 +835,63 @@ static int on_child_exit(sd_event_source *s _unused_, const siginfo_t *si, void 
         console_read(&q->serial, true);
         console_read(&q->messages, true);
         /* Replies that never came fail now, with the connection. */
-        while (alive(q) && q->calls) {
+        while (machine_alive(m) && q->calls) {
                 QmpCall *c = q->calls;
                 q->calls = c->next;
                 if (c->done)
                         c->done(q, -ECONNRESET, NULL, "QEMU exited", c->userdata);
                 free(c);
         }
-        if (!alive(q))
-                goto out;
+        if (!machine_alive(m))
+                return 0;
         run_teardown(q);
 
-        if (accel_falls_back(q->cfg.accel, kvm, was == STATE_BOOTING, q->restart_tcg, q->console_seen)) {
+        if (accel_falls_back(q->cfg.accel, kvm, was == MACHINE_BOOTING, q->restart_tcg, q->console_seen)) {
                 if (!q->restart_tcg)
-                        notice(q, "node %s: QEMU exited with status %d under KVM before any output: starting it "
-                                  "again under TCG", q->cfg.name, status);
+                        machine_notice(m, "node %s: QEMU exited with status %d under KVM before any output: starting it "
+                                          "again under TCG", q->cfg.name, status);
                 q->restart_tcg = false;
                 r = spawn(q, false);
                 if (r >= 0)
-                        goto out;
-                _cleanup_free_ char *m = failure_message(q, "cannot start %s under TCG: %s",
-                                                         q->cfg.qemu ?: QEMU_DEFAULT, strerror(-r));
-                report_ready(q, r, m);
+                        return 1;
+                _cleanup_free_ char *msg = machine_failure_message(m, "cannot start %s under TCG: %s",
+                                                                   q->cfg.qemu ?: QEMU_DEFAULT, strerror(-r));
+                machine_report_ready(m, r, msg);
         }
-
-        fail_all_jobs(q, was == STATE_STOPPING || was == STATE_KILLING ? -ECANCELED : -ECONNRESET);
-        if (alive(q) && q->boot_pending) {
-                const char *what = q->cfg.start_script ?: q->cfg.qemu ?: QEMU_DEFAULT;
-                _cleanup_free_ char *m =
-                        was == STATE_STOPPING ? failure_message(q, "shut down before its backdoor shell answered")
-                        : was == STATE_KILLING ? failure_message(q, "killed before its backdoor shell answered")
-                        : streq(q->shutdown_reason, "guest-reset")
-                        ? failure_message(q, "%s exited with status %d: the guest rebooted, and the VM runs "
-                                             "without allow_reboot", what, status)
-                        : failure_message(q, "%s exited with status %d before its backdoor shell answered "
-                                             "(does the guest run the backdoor on /dev/hvc0?)", what, status);
-                report_ready(q, was == STATE_STOPPING || was == STATE_KILLING ? -ECANCELED : -ECHILD, m);
-        }
-        q->boot_pending = false;
-        q->state = STATE_STOPPED;
-        if (alive(q) && q->cb.on_exit)
-                q->cb.on_exit(q, status);
-out:
-        leave(q);
+        fail_all_jobs(q, was == MACHINE_STOPPING || was == MACHINE_KILLING ? -ECANCELED : -ECONNRESET);
         return 0;
 }
 
-static int on_boot_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Qemu *q = userdata;
-        _cleanup_free_ char *m = NULL;
+static char *exit_message(Machine *m, int status) {
+        Qemu *q = (Qemu *) m;
+        const char *what = q->cfg.start_script ?: q->cfg.qemu ?: QEMU_DEFAULT;
 
-        enter(q);
-        q->boot_timer = sd_event_source_disable_unref(q->boot_timer);
-        m = failure_message(q, "its backdoor shell did not answer within %g s (is the guest booting? does it run "
-                               "the backdoor on /dev/hvc0?); killing QEMU",
-                            (double) q->cfg.boot_timeout_usec / SEC);
-        report_ready(q, -ETIMEDOUT, m);
-        if (alive(q) && q->pid > 0) {
-                q->state = STATE_KILLING;
-                kill_qemu(q, SIGKILL);
-        }
-        leave(q);
-        return 0;
+        if (streq(q->shutdown_reason, "guest-reset"))
+                return machine_failure_message(m, "%s exited with status %d: the guest rebooted, and the VM runs "
+                                                  "without allow_reboot", what, status);
+        return machine_failure_message(m, "%s exited with status %d before its backdoor shell answered "
+                                          "(does the guest run the backdoor on /dev/hvc0?)", what, status);
+}
+
+static char *boot_timeout_message(Machine *m) {
+        return machine_failure_message(m, "its backdoor shell did not answer within %g s (is the guest booting? does "
+                                          "it run the backdoor on /dev/hvc0?); killing QEMU",
+                                       (double) m->boot_timeout_usec / SEC);
 }
 
 static int on_probe_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
         Qemu *q = userdata;
 
-        enter(q);
+        machine_enter(&q->m);
         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
-        if (accel_probe_gives_up(q->kvm, q->state == STATE_BOOTING && q->pid > 0, q->console_seen)) {
-                notice(q, "node %s: no console output within %.1f s under KVM (nested virtualisation may not "
+        if (accel_probe_gives_up(q->kvm, q->m.state == MACHINE_BOOTING && q->m.pid > 0, q->console_seen)) {
+                machine_notice(&q->m, "node %s: no console output within %.1f s under KVM (nested virtualisation may not "
                           "work here): starting it again under TCG",
                        q->cfg.name, (double) q->cfg.kvm_probe_usec / SEC);
                 q->restart_tcg = true;
                 kill_qemu(q, SIGKILL);
         }
-        leave(q);
-        return 0;
-}
-
-static int on_shutdown_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Qemu *q = userdata;
-
-        enter(q);
-        q->shutdown_timer = sd_event_source_disable_unref(q->shutdown_timer);
-        notice(q, "node %s: did not power off within %g s: killing QEMU", q->cfg.name,
-               (double) q->cfg.shutdown_timeout_usec / SEC);
-        q->state = STATE_KILLING;
-        kill_qemu(q, SIGKILL);
-        leave(q);
+        machine_leave(&q->m);
         return 0;
 }
 
@@ -1110,7 +976,7 @@ static int spawn(Qemu *q, bool kvm) {
             err[2] = { -1, -1 };
         QmpCallbacks qcb = { .on_event = on_qmp_event, .on_close = on_qmp_close };
         pid_t parent = getpid(), pid;
-        int pidfd, r;
+        int r;
 
         argv = qemu_argv(&q->cfg, kvm, SHELL_FD, QMP_FD, FIRST_TAP_FD);
         if (!argv)
@@ -1136,7 +1002,7 @@ static int spawn(Qemu *q, bool kvm) {
         close(err[1]);
         close(shell[1]);
         close(qmpfd[1]);
-        q->pid = pid;
+        q->m.pid = pid;
         q->kvm = kvm;
         q->console_seen = false;
         q->restart_tcg = false;
@@ -1146,33 +1012,21 @@ static int spawn(Qemu *q, bool kvm) {
         q->in_len = q->out.len = q->scanned = 0;
         q->skip_newline = false;
         q->shell = SHELL_WAIT_SENTINEL;
-        q->state = STATE_BOOTING;
-        q->boot_pending = true;
+        q->m.state = MACHINE_BOOTING;
+        q->m.boot_pending = true;
         (void) fcntl(in[1], F_SETFL, O_NONBLOCK);
         (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
         (void) fcntl(err[0], F_SETFL, O_NONBLOCK);
         (void) fcntl(shell[0], F_SETFL, O_NONBLOCK);
 
-        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0) {
-                r = -errno;
-                close(out[0]);
-                close(err[0]);
-                close(qmpfd[0]);
-                goto fail_child;
-        }
-        r = sd_event_add_child_pidfd(q->event, &q->child_source, pidfd, WEXITED, on_child_exit, q);
-        if (r < 0) {
-                close(pidfd);
-                close(out[0]);
-                close(err[0]);
-                close(qmpfd[0]);
-                goto fail_child;
-        }
-        (void) sd_event_source_set_child_pidfd_own(q->child_source, true);
-        (void) sd_event_source_set_child_process_own(q->child_source, true);
         /* After what QEMU said before it exited: console lines, QMP events, the shell's last frame. */
-        (void) sd_event_source_set_priority(q->child_source, SD_EVENT_PRIORITY_NORMAL + 10);
+        r = machine_watch_child(&q->m, pid, SD_EVENT_PRIORITY_NORMAL + 10);
+        if (r < 0) {
+                close(out[0]);
+                close(err[0]);
+                close(qmpfd[0]);
+                goto fail_child;
+        }
         r = console_open(&q->serial, out[0]);
         if (r < 0) {
                 close(err[0]);
@@ -1184,28 +1038,29 @@ static int spawn(Qemu *q, bool kvm) {
                 close(qmpfd[0]);
                 goto fail_child;
         }
-        r = sd_event_add_io(q->event, &q->shell_source, q->shell_fd, EPOLLIN, on_shell, q);
+        r = sd_event_add_io(q->m.event, &q->shell_source, q->shell_fd, EPOLLIN, on_shell, q);
         if (r < 0) {
                 close(qmpfd[0]);
                 goto fail_child;
         }
-        r = qmp_new(q->event, qmpfd[0], &qcb, q, &q->qmp);
+        r = qmp_new(q->m.event, qmpfd[0], &qcb, q, &q->qmp);
         if (r < 0)
                 goto fail_child;
-        r = arm_timer(q, &q->boot_timer, q->cfg.boot_timeout_usec, on_boot_timeout);
+        r = machine_arm_boot_timer(&q->m, q->cfg.boot_timeout_usec);
         if (r >= 0 && kvm && q->cfg.accel == QEMU_ACCEL_KVM_OR_TCG)
-                r = arm_timer(q, &q->probe_timer, q->cfg.kvm_probe_usec, on_probe_timeout);
+                r = sd_event_add_time_relative(q->m.event, &q->probe_timer, CLOCK_MONOTONIC, q->cfg.kvm_probe_usec, 0,
+                                               on_probe_timeout, q);
         if (r < 0)
                 goto fail_child;
         return 0;
 
 fail_child:
         kill_qemu(q, SIGKILL);
-        if (!q->child_source)
+        if (!q->m.child_source)
                 (void) waitpid(pid, NULL, 0);
         run_teardown(q);   /* the child source reaps it as it goes */
-        q->state = STATE_STOPPED;
-        q->boot_pending = false;
+        q->m.state = MACHINE_STOPPED;
+        q->m.boot_pending = false;
         return r;
 
 fail_fds:
@@ -1218,6 +1073,107 @@ fail_fds:
 }
 
 /* ---- public API ---- */
+
+/* The machine interface (machine.h) over the functions below. A VM's files come from its image:
+ * it has no add_file. */
+static int vt_start(Machine *m) {
+        return qemu_start((Qemu *) m);
+}
+
+static int vt_poweroff(Machine *m) {
+        return qemu_shutdown((Qemu *) m);
+}
+
+static int vt_reboot(Machine *m) {
+        return qemu_reboot((Qemu *) m);
+}
+
+static void vt_crash(Machine *m) {
+        qemu_crash((Qemu *) m);
+}
+
+static void vt_release(Machine *m) {
+        qemu_release((Qemu *) m);
+}
+
+static bool vt_is_ready(Machine *m) {
+        return qemu_is_connected((Qemu *) m);
+}
+
+/* Into the one result type: no stderr (it went to the serial console), and a lost connection is
+ * the machine going away, as exec.c says for a container. */
+static void on_vt_exec_done(Qemu *q _unused_, QemuExecResult *qr, void *userdata) {
+        MachineExecResult r = {
+                .status = qr->status,
+                .out = TAKE_PTR(qr->out),
+                .out_len = qr->out_len,
+                .err = strdup(""),
+                .error = qr->error == -ECONNRESET || qr->error == -ECANCELED ? -ESRCH : qr->error,
+        };
+
+        machine_exec_done(userdata, &r);
+        free(r.out);
+        free(r.err);
+}
+
+_Static_assert(MACHINE_EXEC_NO_STATUS == QEMU_EXEC_NO_STATUS && MACHINE_EXEC_NO_OUTPUT == QEMU_EXEC_NO_OUTPUT,
+               "machine.h's exec flags are qemu.h's");
+
+static int vt_exec(Machine *m, MachineExec *x, const char *command, uint64_t timeout_usec, unsigned flags,
+                   void **ret_job) {
+        QemuExecJob *job = NULL;
+        int r = qemu_exec((Qemu *) m, command, timeout_usec, flags, on_vt_exec_done, x, &job);
+
+        *ret_job = job;
+        return r;
+}
+
+static void vt_exec_cancel(void *job) {
+        qemu_exec_cancel(job);
+}
+
+/* qemu_new's callbacks, typed for a Qemu. */
+static void call_on_ready(Machine *m, int error, const char *message) {
+        ((Qemu *) m)->cb.on_ready((Qemu *) m, error, message);
+}
+
+static void call_on_exit(Machine *m, int status) {
+        ((Qemu *) m)->cb.on_exit((Qemu *) m, status);
+}
+
+static void call_on_console_line(Machine *m, const char *line, size_t len) {
+        ((Qemu *) m)->cb.on_console_line((Qemu *) m, line, len);
+}
+
+static void call_on_notice(Machine *m, const char *message) {
+        ((Qemu *) m)->cb.on_notice((Qemu *) m, message);
+}
+
+static void call_on_qmp_event(Machine *m, const char *name, json_t *data, json_t *msg) {
+        ((Qemu *) m)->cb.on_qmp_event((Qemu *) m, name, data, msg);
+}
+
+static const MachineVTable qemu_vtable = {
+        .kind = MACHINE_VM,
+        .noun = "VM",
+        .process = "QEMU",
+        .ready_what = "its backdoor shell answered",
+        .no_output = " (no console output: is console=ttyS0 on the kernel command line?)",
+        .kill = kill_now,
+        .kill_hard = kill_now,
+        .exited = exited,
+        .exit_message = exit_message,
+        .boot_timeout_message = boot_timeout_message,
+        .destroy = qemu_destroy,
+        .start = vt_start,
+        .poweroff = vt_poweroff,
+        .reboot = vt_reboot,
+        .crash = vt_crash,
+        .release = vt_release,
+        .is_ready = vt_is_ready,
+        .exec = vt_exec,
+        .exec_cancel = vt_exec_cancel,
+};
 
 int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *userdata, Qemu **ret) {
         Qemu *q;
@@ -1233,14 +1189,21 @@ int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *
         q = calloc(1, sizeof *q);
         if (!q)
                 return -ENOMEM;
-        q->event = sd_event_ref(e);
+        machine_init(&q->m, &qemu_vtable, e, NULL);
         q->stdin_fd = q->shell_fd = -1;
         q->shell = SHELL_DEAD;
         q->serial = (Console) { .q = q, .guest = true };
         q->messages = (Console) { .q = q };
-        q->userdata = userdata;
+        q->m.userdata = userdata;
         if (cb)
                 q->cb = *cb;
+        q->m.cb = (MachineCallbacks) {
+                .on_ready = q->cb.on_ready ? call_on_ready : NULL,
+                .on_exit = q->cb.on_exit ? call_on_exit : NULL,
+                .on_console_line = q->cb.on_console_line ? call_on_console_line : NULL,
+                .on_notice = q->cb.on_notice ? call_on_notice : NULL,
+                .on_qmp_event = q->cb.on_qmp_event ? call_on_qmp_event : NULL,
+        };
         q->cfg = (QemuConfig) {
                 .name = strdup(cfg->name),
                 .state_dir = strdup(cfg->state_dir),
@@ -1260,6 +1223,9 @@ int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *
                 .shutdown_timeout_usec = cfg->shutdown_timeout_usec ?: SHUTDOWN_TIMEOUT_DEFAULT,
                 .kvm_probe_usec = cfg->kvm_probe_usec ?: KVM_PROBE_DEFAULT,
         };
+        q->m.name = q->cfg.name;
+        q->m.boot_timeout_usec = q->cfg.boot_timeout_usec;
+        q->m.shutdown_timeout_usec = q->cfg.shutdown_timeout_usec;
         q->cfg.n_nics = cfg->n_nics;
         if (cfg->n_nics > 0) {
                 q->nics = calloc(cfg->n_nics, sizeof(QemuNic));
@@ -1299,7 +1265,7 @@ int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *
         *ret = q;
         return 0;
 fail:
-        qemu_destroy(q);
+        qemu_destroy(&q->m);
         return r;
 }
 
@@ -1307,13 +1273,14 @@ int qemu_start(Qemu *q) {
         _cleanup_free_ char *m = NULL;
         AccelChoice a;
 
-        if (q->pid > 0)
+        if (q->m.pid > 0)
                 return -EBUSY;
+        machine_set_start_error(&q->m, NULL);
         int r = accel_choose(q->cfg.accel, kvm_usable() ? 0 : -errno, q->cfg.start_script, q->cfg.name, &a, &m);
-        free(q->start_error);
-        q->start_error = r < 0 ? TAKE_PTR(m) : NULL;
-        if (r < 0)
+        if (r < 0) {
+                machine_set_start_error(&q->m, TAKE_PTR(m));
                 return r;
+        }
         if (m && !q->pending_notice) {
                 q->pending_notice = TAKE_PTR(m);
                 kick(q);
@@ -1321,16 +1288,12 @@ int qemu_start(Qemu *q) {
         return spawn(q, a.kvm);
 }
 
-const char *qemu_start_error(Qemu *q) {
-        return q->start_error;
-}
-
 int qemu_shutdown(Qemu *q) {
         int r;
 
-        if (q->pid <= 0)
+        if (q->m.pid <= 0)
                 return -ESRCH;
-        if (q->state == STATE_STOPPING || q->state == STATE_KILLING)
+        if (q->m.state == MACHINE_STOPPING || q->m.state == MACHINE_KILLING)
                 return 0;
         if (q->shell == SHELL_IDLE || q->shell == SHELL_OUTPUT || q->shell == SHELL_STATUS) {
                 /* A raw line, no framing and nothing read back, as the NixOS driver does. A command
@@ -1341,10 +1304,10 @@ int qemu_shutdown(Qemu *q) {
         } else if (qmp_execute(q->qmp, "system_powerdown", NULL, NULL, NULL) < 0)
                 kill_qemu(q, SIGTERM);
         q->shell = SHELL_DEAD;
-        q->state = STATE_STOPPING;
+        q->m.state = MACHINE_STOPPING;
         q->fail_jobs = -ECANCELED;
         kick(q);
-        return arm_timer(q, &q->shutdown_timer, q->cfg.shutdown_timeout_usec, on_shutdown_timeout);
+        return machine_arm_shutdown_timer(&q->m);
 }
 
 static void on_reboot_key(Qemu *q _unused_, int error _unused_, json_t *result _unused_,
@@ -1356,18 +1319,18 @@ int qemu_reboot(Qemu *q) {
         bool running;
         int r;
 
-        if (q->pid <= 0)
+        if (q->m.pid <= 0)
                 return -ESRCH;
-        if (q->state == STATE_STOPPING || q->state == STATE_KILLING)
+        if (q->m.state == MACHINE_STOPPING || q->m.state == MACHINE_KILLING)
                 return -ESRCH;
         r = qemu_send_key(q, "ctrl-alt-delete", on_reboot_key, NULL);
         if (r < 0)
                 return r;
         running = q->shell == SHELL_OUTPUT || q->shell == SHELL_STATUS;
         shell_disconnect(q);
-        q->state = STATE_BOOTING;
-        q->boot_pending = true;
-        r = arm_timer(q, &q->boot_timer, q->cfg.boot_timeout_usec, on_boot_timeout);
+        q->m.state = MACHINE_BOOTING;
+        q->m.boot_pending = true;
+        r = machine_arm_boot_timer(&q->m, q->cfg.boot_timeout_usec);
         if (running) {
                 /* Callbacks run from the loop only: fail it there. */
                 QemuExecJob *j = job_pop(q);
@@ -1380,33 +1343,35 @@ int qemu_reboot(Qemu *q) {
 }
 
 void qemu_crash(Qemu *q) {
-        if (q->pid <= 0)
+        if (q->m.pid <= 0)
                 return;
-        q->state = STATE_KILLING;
+        q->m.state = MACHINE_KILLING;
         q->shell = SHELL_DEAD;
         if (!qmp_is_ready(q->qmp) || qmp_execute(q->qmp, "quit", NULL, NULL, NULL) < 0)
                 kill_qemu(q, SIGKILL);
         q->fail_jobs = -ECANCELED;
         kick(q);
-        (void) arm_timer(q, &q->kill_timer, KILL_GRACE_USEC, on_kill_timer);
+        (void) machine_arm_kill_timer(&q->m);
 }
 
 void qemu_release(Qemu *q) {
-        if (q->pid <= 0)
+        if (q->m.pid <= 0)
                 return;
-        q->state = STATE_KILLING;
+        q->m.state = MACHINE_KILLING;
         q->shell = SHELL_DEAD;
         kill_qemu(q, SIGTERM);
         q->fail_jobs = -ECANCELED;
         kick(q);
-        (void) arm_timer(q, &q->kill_timer, KILL_GRACE_USEC, on_kill_timer);
+        (void) machine_arm_kill_timer(&q->m);
 }
 
-static void qemu_destroy(Qemu *q) {
-        if (q->pid > 0) {
+static void qemu_destroy(Machine *m) {
+        Qemu *q = (Qemu *) m;
+
+        if (q->m.pid > 0) {
                 kill_qemu(q, SIGKILL);
-                if (!q->child_source)
-                        (void) waitpid(q->pid, NULL, 0);
+                if (!q->m.child_source)
+                        (void) waitpid(q->m.pid, NULL, 0);
         }
         run_teardown(q);   /* unref of the child source reaps QEMU (process_own) */
         while (q->jobs)
@@ -1418,9 +1383,7 @@ static void qemu_destroy(Qemu *q) {
         }
         sd_event_source_disable_unref(q->kick_source);
         free(q->pending_notice);
-        free(q->start_error);
-        for (size_t i = 0; i < LAST_LINES; i++)
-                free(q->last[i]);
+        machine_done(&q->m);
         for (size_t i = 0; i < q->cfg.n_nics && q->nics; i++) {
                 if (q->nics[i].tap_fd >= 0)
                         close(q->nics[i].tap_fd);
@@ -1440,27 +1403,19 @@ static void qemu_destroy(Qemu *q) {
         strv_free(q->cfg.extra_args);
         free(q->in);
         outbuf_free(&q->out);
-        sd_event_unref(q->event);
         free(q);
 }
 
 void qemu_free(Qemu *q) {
-        if (!q)
-                return;
-        if (q->dispatching > 0) {
-                /* From a callback: stop QEMU now, free once the handler unwinds. */
-                q->doomed = true;
-                kill_qemu(q, SIGKILL);
-                return;
-        }
-        qemu_destroy(q);
+        if (q)
+                machine_free(&q->m);
 }
 
 int qemu_exec(Qemu *q, const char *command, uint64_t timeout_usec, unsigned flags, qemu_exec_fn done,
               void *userdata, QemuExecJob **ret) {
         QemuExecJob *j;
 
-        if (q->pid <= 0 || q->state == STATE_STOPPING || q->state == STATE_KILLING)
+        if (q->m.pid <= 0 || q->m.state == MACHINE_STOPPING || q->m.state == MACHINE_KILLING)
                 return -ESRCH;
         j = calloc(1, sizeof *j);
         if (!j)
@@ -1494,7 +1449,7 @@ int qemu_qmp(Qemu *q, const char *command, json_t *arguments, qemu_qmp_fn done, 
         QmpCall *c;
         int id;
 
-        if (q->pid <= 0 || !q->qmp)
+        if (q->m.pid <= 0 || !q->qmp)
                 return -ESRCH;
         c = calloc(1, sizeof *c);
         if (!c)
@@ -1565,19 +1520,19 @@ int qemu_send_console(Qemu *q, const void *data, size_t len) {
 }
 
 bool qemu_is_up(Qemu *q) {
-        return q->pid > 0;
+        return q->m.pid > 0;
 }
 
 bool qemu_is_connected(Qemu *q) {
-        return q->pid > 0 && q->shell != SHELL_WAIT_SENTINEL && q->shell != SHELL_DEAD;
+        return q->m.pid > 0 && q->shell != SHELL_WAIT_SENTINEL && q->shell != SHELL_DEAD;
 }
 
 pid_t qemu_pid(Qemu *q) {
-        return q->pid;
+        return q->m.pid;
 }
 
 bool qemu_uses_kvm(Qemu *q) {
-        return q->pid > 0 && q->kvm;
+        return q->m.pid > 0 && q->kvm;
 }
 
 const char *qemu_name(Qemu *q) {
@@ -1585,5 +1540,13 @@ const char *qemu_name(Qemu *q) {
 }
 
 void *qemu_userdata(Qemu *q) {
-        return q->userdata;
+        return q->m.userdata;
+}
+
+Machine *qemu_machine(Qemu *q) {
+        return q ? &q->m : NULL;
+}
+
+Qemu *qemu_from_machine(Machine *m) {
+        return m && m->vtable == &qemu_vtable ? (Qemu *) m : NULL;
 }

@@ -177,9 +177,12 @@ bool qemu_is_up(Qemu *q);               /* QEMU runs */
 bool qemu_is_connected(Qemu *q);        /* the backdoor shell answered and no reboot since */
 pid_t qemu_pid(Qemu *q);                /* 0 if it does not run */
 bool qemu_uses_kvm(Qemu *q);            /* this run of QEMU was started with -accel kvm */
-const char *qemu_start_error(Qemu *q);  /* why the last qemu_start failed, when it says; else NULL */
 const char *qemu_name(Qemu *q);
 void *qemu_userdata(Qemu *q);
+/* The machine interface (machine.h) of a VM, and back. */
+typedef struct Machine Machine;
+Machine *qemu_machine(Qemu *q);
+Qemu *qemu_from_machine(Machine *m);   /* NULL unless m is a VM */
 
 /* ---- pure helpers, exposed for the unit tests ---- */
 
