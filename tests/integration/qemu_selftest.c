@@ -362,7 +362,8 @@ static void test_main_vm(void) {
 
         /* stderr goes to the serial console, not into the output. */
         run_is(vm, "echo to-stderr-1234 >&2; echo out", 0, "out\n");
-        run_for(0.3);
+        for (uint64_t end = now_usec() + 30 * SEC; !console_has(vm, "to-stderr-1234") && now_usec() < end;)
+                run_for(0.05);
         check(console_has(vm, "to-stderr-1234"), "a command's stderr shows on the serial console");
 
         /* The guest-side timeout: coreutils' timeout exits 124. */

@@ -502,7 +502,13 @@ static void test_idle_rules(Units *u) {
         /* Started about as the wait begins: its first read may find it idle, the grace saves it. */
         snprintf(lbuf, sizeof lbuf, "%d", (int) leader);
         char *argv[] = { "nsenter", "-t", lbuf, "-a", "systemctl", "start", "--no-block", "soon.service", NULL };
-        loop_for(2 * USEC_PER_SEC); /* let the blocker finish: the manager is idle now */
+        /* The manager idle: the blocker done, no job queued. */
+        for (uint64_t end = now_usec() + 30 * USEC_PER_SEC; now_usec() < end;) {
+                if (in_container(NULL, "! systemctl is-active --quiet blocker && "
+                                       "[ -z \"$(systemctl list-jobs --no-legend)\" ]") == 0)
+                        break;
+                loop_for(50 * USEC_PER_MSEC);
+        }
         pid_t pid = spawn(argv, -1, NULL);
         units_wait_active(u, "soon", on_wait, &r, &w);
         ok = loop_until(&r.done, 5 * USEC_PER_SEC) && r.error == 0;
@@ -576,7 +582,13 @@ static void test_cancel(Units *u) {
                            "--remain-after-exit sleep 0.2");
         r = units_wait_active(u, "cancelme", on_wait, &a, &w);
         units_wait_cancel(w);
-        loop_for(500 * USEC_PER_MSEC);
+        /* Until the unit is active, when the wait would have called back, and a little longer. */
+        for (uint64_t end = now_usec() + 30 * USEC_PER_SEC; now_usec() < end;) {
+                if (in_container(NULL, "systemctl is-active --quiet cancelme") == 0)
+                        break;
+                loop_for(20 * USEC_PER_MSEC);
+        }
+        loop_for(200 * USEC_PER_MSEC);
         check(r == 0 && a.calls == 0, "a cancelled wait never calls back");
 
         /* A Units freed with a wait pending: the wait hears -ECANCELED. */
