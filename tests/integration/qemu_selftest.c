@@ -22,6 +22,7 @@
 
 #include "qemu.h"
 #include "util.h"
+#include "selftest.h"
 
 #define SEC 1000000ULL
 #define APPEND "console=tty0 console=ttyS0 panic=-1 quiet"
@@ -36,35 +37,6 @@ uint64_t now_usec(void) {
 static sd_event *event;
 static char tmp_dir[] = "/tmp/moonrig-qtest-XXXXXX";
 static char kernel[PATH_MAX], initrd[PATH_MAX];
-static unsigned n_passed, n_failed;
-
-/* ---- reporting ---- */
-
-static bool check(bool ok, const char *fmt, ...) _printf_(2, 3);
-static bool check(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        printf("%s - ", ok ? "ok" : "not ok");
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        fflush(stdout);
-        ok ? n_passed++ : n_failed++;
-        return ok;
-}
-
-static void note(const char *fmt, ...) _printf_(1, 2);
-static void note(const char *fmt, ...) {
-        va_list ap;
-
-        printf("# ");
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        fflush(stdout);
-}
 
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
@@ -390,7 +362,8 @@ static void test_main_vm(void) {
 
         /* stderr goes to the serial console, not into the output. */
         run_is(vm, "echo to-stderr-1234 >&2; echo out", 0, "out\n");
-        run_for(0.3);
+        for (uint64_t end = now_usec() + 30 * SEC; !console_has(vm, "to-stderr-1234") && now_usec() < end;)
+                run_for(0.05);
         check(console_has(vm, "to-stderr-1234"), "a command's stderr shows on the serial console");
 
         /* The guest-side timeout: coreutils' timeout exits 124. */
@@ -692,8 +665,7 @@ static int run_tests(void) {
         sd_event_unref(event);
         rm_rf(tmp_dir);
         check(access(tmp_dir, F_OK) < 0, "the temporary directory is gone");
-        printf("# %u passed, %u failed\n", n_passed, n_failed);
-        return n_failed > 0 ? 1 : 0;
+        return selftest_finish();
 }
 
 int main(int argc, char **argv) {
@@ -702,14 +674,14 @@ int main(int argc, char **argv) {
         int st;
 
         if (geteuid() != 0) {
-                fprintf(stderr, "qemu_selftest: needs root (a tap device and namespaces)\n");
-                return 77;
+                skip_all("root", "qemu_selftest needs root (a tap device and namespaces)");
         }
         snprintf(kernel, sizeof kernel, "%s/vmlinuz", cache);
         snprintf(initrd, sizeof initrd, "%s/initrd.img", cache);
         if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
-                fprintf(stderr, "qemu_selftest: no test VM in %s: run tests/vm/mkinitrd.sh %s first\n", cache, cache);
-                return 77;
+                char why[PATH_MAX * 2 + 64];
+                snprintf(why, sizeof why, "no test VM in %s (run tests/vm/mkinitrd.sh %s first)", cache, cache);
+                skip_all("vm-image", why);
         }
         if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET) < 0) {
                 fprintf(stderr, "qemu_selftest: unshare: %m\n");

@@ -2,14 +2,15 @@
 -- last console lines: a bad nspawn option, a directory image without an init, and a service
 -- that blocks the boot past boot_timeout (left uncaught: the run fails with exit status 1).
 -- expect-exit: 1
--- expect-output: MachineError: node stuck: not ready within 2.0 s (no READY=1 from its systemd); last console and journal lines:
+-- expect-output: MachineError: node stuck: not ready within 10.0 s (no READY=1 from its systemd); last console and journal lines:
 -- expect-output: stuck-blocks-the-boot
 -- expect-output: Starting block.service
 local function quick(node, what)
   local t0 = monotonic_time()
   local e = expect.raises(function() node:wait_for_unit("multi-user.target", { timeout = 60 }) end)
   local took = monotonic_time() - t0
-  expect.truthy(took < 10, string.format("%s: the failure took %.1f s", what, took))
+  -- promptly: well before the 60 s timeout, whatever the load
+  expect.truthy(took < 30, string.format("%s: the failure took %.1f s", what, took))
   expect.eq(e.kind, "MachineError", what)
   return e
 end
@@ -35,7 +36,7 @@ if not ok then error(err, 0) end
 
 -- a service ordered before multi-user.target that never finishes: boot_timeout ends it
 local stuck = container "stuck" {
-  boot_timeout = 2,
+  boot_timeout = 10,   -- long enough for a loaded host to reach block.service
   services = { "block" },
   files = {
     ["/etc/systemd/system/block.service"] = [[

@@ -35,13 +35,17 @@ expect.eq(bin, "a\0b\255")
 expect.eq(#a:succeed("head -c 50000000 /dev/zero | tr '\\0' x"), 50000000)
 
 -- several commands at once on one node
-local t0 = os.time()
 local x, y = parallel(function() return a:succeed("sleep 0.5; echo x") end,
                       function() return a:succeed("sleep 0.5; echo y") end)
 expect.eq({ x, y }, { "x\n", "y\n" })
 
--- wait_until_succeeds / fails
-a:succeed("(sleep 0.3; touch /tmp/flag) >/dev/null 2>&1 &")
-a:wait_until_succeeds("test -e /tmp/flag", { timeout = 10 })
-a:wait_for_file("/tmp/flag")
-a:wait_until_fails("test -e /tmp/nothing", { timeout = 10 })
+-- wait_until_succeeds / fails retry until the status turns: each command counts its runs and
+-- turns on the third, so one that returned after a single try would raise
+local count = "n=$(( $(cat /tmp/%s 2>/dev/null || echo 0) + 1 )); echo $n > /tmp/%s; "
+a:wait_until_succeeds(count:format("s", "s") .. "[ $n -ge 3 ]", { timeout = 60 })
+expect.eq(a:succeed("cat /tmp/s"), "3\n")
+a:wait_until_fails(count:format("f", "f") .. "[ $n -lt 3 ]", { timeout = 60 })
+expect.eq(a:succeed("cat /tmp/f"), "3\n")
+-- wait_for_file: the file appears a second after the wait begins
+a:succeed("(sleep 1; touch /tmp/flag) >/dev/null 2>&1 &")
+a:wait_for_file("/tmp/flag", { timeout = 60 })

@@ -48,7 +48,15 @@ subtest("routing across VLANs", function()
   c:succeed("ip route add 192.168.1.0/24 via " .. r.links[2].ip)
   a:succeed("ping -c1 -W5 " .. c.ip)
   c:succeed("ping -c1 -W5 " .. a.ip)
-  a:fail("ping -c1 -W1 " .. c.links[2].ip:gsub("%.3$", ".99"))
+  -- the path is through the router: with its forwarding off, alpha no longer reaches gamma
+  r:succeed("sysctl -w net.ipv4.ip_forward=0")
+  a:fail("ping -c1 -W2 " .. c.ip)
+  r:succeed("sysctl -w net.ipv4.ip_forward=1")
+  a:succeed("ping -c1 -W5 " .. c.ip)
+  -- the VLANs are apart: asked on the link itself, VLAN 1 does not find gamma
+  a:succeed("ip route replace 192.168.2.0/24 dev eth1")
+  a:fail("ping -c1 -W2 " .. c.ip)
+  a:succeed("ip route replace 192.168.2.0/24 via " .. r.links[1].ip)
 end)
 
 subtest("block and unblock", function()

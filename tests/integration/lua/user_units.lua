@@ -52,7 +52,7 @@ local t0 = monotonic_time()
 local e = expect.raises(function() a:wait_for_unit("nope", { user = "alice", timeout = 60 }) end,
   'unit "nope.service" not found')
 expect.eq({ e.kind, e.node }, { "TestFailure", "a" })
-expect.truthy(monotonic_time() - t0 < 10, "an unknown user unit must fail promptly")
+expect.truthy(monotonic_time() - t0 < 30, "an unknown user unit must fail promptly")
 
 -- a failed user unit raises at once, with that unit's journal lines (from alice's manager)
 a:succeed([[su -l alice -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemd-run --user --unit=bad ]]
@@ -60,7 +60,7 @@ a:succeed([[su -l alice -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemd-run --use
 t0 = monotonic_time()
 e = expect.raises(function() a:wait_for_unit("bad", { user = "alice", timeout = 60 }) end,
   'unit "bad.service" reached state "failed"')
-expect.truthy(monotonic_time() - t0 < 10, "a failed user unit must fail promptly")
+expect.truthy(monotonic_time() - t0 < 30, "a failed user unit must fail promptly")
 expect.contains(e.output or "", "bye-from-alice")
 expect.contains(e.output or "", "status=4")
 
