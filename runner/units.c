@@ -1971,7 +1971,7 @@ static int format_entry(Lines *l, const char *filter, sd_bus_message *m) {
 }
 
 /* The body of a GetAll reply as `systemctl show` lines; only `filter` if given. */
-static int format_properties(sd_bus_message *m, const char *filter, char ***ret) {
+int units_format_properties(sd_bus_message *m, const char *filter, char ***ret) {
         Lines l = { .show_empty = filter != NULL };
         int r;
 
@@ -2029,7 +2029,7 @@ static int on_query_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         if (q->kind == QUERY_PROPERTIES) {
                 _cleanup_strv_free_ char **lines = NULL;
 
-                r = format_properties(m, q->property, &lines);
+                r = units_format_properties(m, q->property, &lines);
                 if (r < 0) {
                         _cleanup_free_ char *msg = NULL;
 

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 typedef struct Units Units;
@@ -85,3 +86,8 @@ int units_get_u64(Units *u, const char *unit, const char *property, units_u64_fn
 
 /* As units_wait_cancel(), for queries. */
 void units_query_cancel(UnitsQuery *q);
+
+/* Pure helper, exposed for the fuzzer: the body of an org.freedesktop.DBus.Properties.GetAll reply
+ * (a{sv}, m positioned at it) as the lines units_get_properties() hands out; only `filter` if
+ * given. Returns 0 with *ret a NULL-terminated list, or a negative errno for a malformed body. */
+int units_format_properties(sd_bus_message *m, const char *filter, char ***ret);
