@@ -2,8 +2,8 @@
  * as one message (qmp_message_parse against jansson's own reading of it), as a command name and
  * arguments (qmp_command_format must give one line QEMU reads back as exactly that), and as the
  * byte stream of a QMP socket: a client (qmp_new) with commands queued reads the input through
- * its line framing and dispatch, and every command must get exactly one reply, or -ECONNRESET
- * when the stream ends, and the close callback must run once. Built as fuzz.h says. */
+ * its line framing and dispatch, and every command must get exactly one reply, the one a model of
+ * the protocol expects (or -ECONNRESET when the stream ends), and the close callback must run once. Built as fuzz.h says. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -200,6 +200,56 @@ static void on_close(Qmp *q, int error, void *userdata) {
         s->close_error = error;
 }
 
+/* What the client must do with the stream, written apart from qmp.c: each line ending in "\n"
+ * is a message; a reply goes to the oldest command sent with its id (any, without one);
+ * qmp_capabilities (id 4) is sent on the first greeting, the commands once it succeeded. Fills
+ * want[] with each command's error and returns the close error, or 1 when the model does not
+ * know (a line longer than the client keeps). */
+static int model_stream(const uint8_t *data, size_t size, int want[N_COMMANDS]) {
+        int sent[N_COMMANDS + 1], n_sent = 0;
+        bool greeted = false;
+        size_t start = 0;
+
+        for (int i = 0; i < N_COMMANDS; i++)
+                want[i] = -ECONNRESET;
+        for (size_t i = 0; i < size; i++) {
+                QmpMessage m;
+                int k;
+
+                if (data[i] != '\n')
+                        continue;
+                if (i - start > 60000)
+                        return 1;
+                if (qmp_message_parse((const char *) data + start, i + 1 - start, &m) < 0)
+                        return -EBADMSG;
+                start = i + 1;
+                if (m.type == QMP_MESSAGE_GREETING && !greeted) {
+                        greeted = true;
+                        sent[n_sent++] = N_COMMANDS + 1;
+                } else if (m.type == QMP_MESSAGE_RETURN || m.type == QMP_MESSAGE_ERROR) {
+                        for (k = 0; k < n_sent && m.has_id && m.id != sent[k]; k++)
+                                ;
+                        if (k < n_sent) {
+                                int id = sent[k];
+
+                                memmove(sent + k, sent + k + 1, sizeof(int) * (size_t) (n_sent - k - 1));
+                                n_sent--;
+                                if (id == N_COMMANDS + 1 && m.type == QMP_MESSAGE_ERROR) {
+                                        qmp_message_done(&m);
+                                        return -EPROTO;
+                                }
+                                if (id == N_COMMANDS + 1)
+                                        for (int c = 1; c <= N_COMMANDS; c++)
+                                                sent[n_sent++] = c;
+                                else
+                                        want[id - 1] = m.type == QMP_MESSAGE_RETURN ? 0 : -EIO;
+                        }
+                }
+                qmp_message_done(&m);
+        }
+        return size - start > 60000 ? 1 : 0;
+}
+
 static void fuzz_stream(const uint8_t *data, size_t size) {
         static const char *const commands[N_COMMANDS] = { "query-status", "screendump", "human-monitor-command" };
         static sd_event *e;     /* one loop for every input: a new one per input costs more than the input */
@@ -248,6 +298,22 @@ static void fuzz_stream(const uint8_t *data, size_t size) {
         for (int i = 0; i < N_COMMANDS; i++)
                 fuzz_check(s->replies[i] == 1);
         fuzz_check(!qmp_is_ready(q) || s->ready_calls == 1);
+        {
+                int want[N_COMMANDS], close_error = model_stream(data, size, want);
+
+                if (close_error != 1) {
+                        if (s->close_error != close_error)
+                                fprintf(stderr, "fuzz_qmp: the stream closed with %d, not %d\n", s->close_error,
+                                        close_error);
+                        fuzz_check(s->close_error == close_error);
+                        for (int i = 0; i < N_COMMANDS; i++) {
+                                if (s->last_error[i] != want[i])
+                                        fprintf(stderr, "fuzz_qmp: command %d got %d, not %d\n", i + 1,
+                                                s->last_error[i], want[i]);
+                                fuzz_check(s->last_error[i] == want[i]);
+                        }
+                }
+        }
         qmp_free(q);
         close(fds[1]);
         free(s);

@@ -36,7 +36,9 @@ pass() {
                 passed=$((passed + 1))
         else
                 echo "not ok - $what"
-                sed 's/^/#   /' "$tmp/out" | tail -n 30
+                grep -E 'ERROR|SUMMARY|property failed|runtime error|input written to|seed' "$tmp/out" |
+                        head -n 20 | sed 's/^/#   /'
+                echo "#   replay: tests/fuzz/<target> <the input written>, or rerun with the seed above"
                 failed=$((failed + 1))
         fi
 }
