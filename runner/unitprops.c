@@ -18,22 +18,6 @@
 #include "unitprops.h"
 #include "util.h"
 
-static bool isempty(const char *s) {
-        return !s || !*s;
-}
-
-static int strf(char **ret, const char *fmt, ...) _printf_(2, 3);
-static int strf(char **ret, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(ret, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                *ret = NULL;
-        return r < 0 ? -ENOMEM : 0;
-}
 
 
 typedef struct Lines {

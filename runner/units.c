@@ -98,26 +98,6 @@ struct UnitsQuery {
         void *userdata;
 };
 
-static bool streq_ptr(const char *a, const char *b) {
-        return a && b ? streq(a, b) : a == b;
-}
-
-static bool isempty(const char *s) {
-        return !s || !*s;
-}
-
-static int strf(char **ret, const char *fmt, ...) _printf_(2, 3);
-static int strf(char **ret, const char *fmt, ...) {
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(ret, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                *ret = NULL;
-        return r < 0 ? -ENOMEM : 0;
-}
 
 static void units_unrefp(Units **u) {
         units_unref(*u);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,17 @@ static inline void strv_freep(char ***v) { strv_free(*v); }
 #define TAKE_FD(fd) ({ int _t = (fd); (fd) = -1; _t; })
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+static inline bool streq_ptr(const char *a, const char *b) {
+        return a && b ? streq(a, b) : a == b;
+}
+
+static inline bool isempty(const char *s) {
+        return !s || !*s;
+}
+
+/* asprintf that returns 0 or -ENOMEM and leaves *ret NULL on failure. */
+int strf(char **ret, const char *fmt, ...) _printf_(2, 3);
 
 static inline bool startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
