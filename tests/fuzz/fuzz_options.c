@@ -17,10 +17,6 @@
 
 static size_t n_ok, n_rejected;
 
-static bool streq_ptr(const char *a, const char *b) {
-        return a && b ? streq(a, b) : a == b;
-}
-
 static bool options_zero(const Options *o) {
         static const Options zero;
 
