@@ -82,6 +82,17 @@ EOT
     eq "$(xp 'string(//testcase[@name="first passes"]/system-out)' "$x" | head -n1)" "inside first"
   check "every case has a classname and a time" \
     eq "$(xp 'count(//testcase[@classname!="" and @time>=0])' "$x")" 5
+  # as in NixOS, log.error inside a subtest marks its case failed, with the message; a warning does not
+  cat >"$tmp/logerr.lua" <<'LUA'
+subtest("logs an error", function() log.error("something looked wrong") end)
+subtest("logs a warning", function() log.warning("just a warning") end)
+LUA
+  run logerr -o "$tmp/out" --junit-xml logerr.xml logerr.lua
+  check "log.error in a subtest: the run still exits 0" rc_is logerr 0
+  check "log.error in a subtest: its case fails with the message" \
+    eq "$(xp 'string(//testcase[@name="logs an error"]/failure/@message)' "$tmp/out/logerr.xml")" "something looked wrong"
+  check "log.warning in a subtest: its case passes" \
+    eq "$(xp 'count(//testcase[@name="logs a warning"]/failure)' "$tmp/out/logerr.xml")" 0
 fi
 
 # ---- --log-level ----
