@@ -433,7 +433,7 @@ function Node:execute(cmd, opts)
     self._h:exec("( " .. cmd .. "\n) </dev/null >/dev/null 2>&1 &", timeout)
     return -2, "", ""
   end
-  local status, out, err, timed_out, abandoned, problem = self._h:exec(cmd, timeout)
+  local status, out, err, timed_out, abandoned, problem = self:_exec(cmd, timeout)
   if not check_return then return -1, out, err end
   if problem then
     fail_with("MachineError", fmt("%s: command `%s`: %s", self.name, cmd, problem),
@@ -452,6 +452,9 @@ function Node:execute(cmd, opts)
   end
   return status, out, err
 end
+
+-- One command, as every kind answers: status, stdout, stderr, timed_out, abandoned, problem.
+function Node:_exec(cmd, timeout) return self._h:exec(cmd, timeout) end
 
 -- succeed and fail: each command in turn must exit with (or without) status 0.
 local function run_each(self, want_success, ...)
@@ -678,7 +681,9 @@ function Node:wait_for_console_text(pattern, opts)
         fail_with("Timeout", fmt("no console line matched %q within %g seconds", pattern, timeout),
           { node = self.name })
       end
-      self._h:wait_console(nlines, deadline and left or 0)
+      -- the wait's own deadline is this loop's: the check above raises, naming the node
+      local ok, e = pcall(self._h.wait_console, self._h, nlines, deadline and left or 0)
+      if not ok and not (internal.is_failure(e) and e.kind == "Timeout") then error(e, 0) end
     end
   end, self.name)
 end
@@ -1154,6 +1159,24 @@ function VmNode:wait_for_unit(unit, opts)
       return state == "active"
     end, { timeout = timeout })
   end, self.name)
+end
+
+-- The backdoor carries stdout alone (stderr goes to the serial console, as NixOS frames it). To
+-- answer as a container does, the command runs in a bash of its own with stderr in a guest file
+-- that follows stdout behind a marker no output holds (a fresh random word each time). The
+-- guest's `timeout` exits 124 and kills the wrapper before the marker: that is how a timeout is
+-- told from a command that exits 124 itself.
+function VmNode:_exec(cmd, timeout)
+  local marker = fmt("\0moonrig-stderr-%08x%08x:", math.random(0, 0xffffffff), math.random(0, 0xffffffff))
+  local wrapped = fmt("set +e; e=/tmp/.moonrig-stderr-$$; bash -c %s 2>\"$e\"; s=$?; printf %s; "
+    .. "cat \"$e\"; rm -f \"$e\"; exit $s", shell_quote("set -euo pipefail; " .. cmd),
+    shell_quote(marker:gsub("%z", "\\000")))
+  local status, out, _, _, _, problem = self._h:exec(wrapped, timeout)
+  local at, past = out:find(marker, 1, true)
+  if not at then
+    return status, out, "", status == 124 and not problem, false, problem
+  end
+  return status, out:sub(1, at - 1), out:sub(past + 1), false, false, problem
 end
 
 -- Ports and sockets from inside the guest, with its own bash (as the backdoor needs bash anyway).
