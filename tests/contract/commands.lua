@@ -40,5 +40,5 @@ expect.eq(e.message, "command `sleep 60` timed out after 1 seconds")
 e = expect.raises(function() n:execute("echo started; sleep 60", { timeout = 1 }) end)
 expect.eq({ e.kind, e.node, e.command }, { "Timeout", "n", "echo started; sleep 60" })
 -- the timed-out command is gone, and the node still answers
-n:wait_until_fails("pgrep -x sleep", { timeout = 30 })
+n:wait_until_fails("grep -qsx sleep /proc/[0-9]*/comm", { timeout = 30 })
 expect.eq(n:succeed("echo alive"), "alive\n")
