@@ -433,7 +433,7 @@ function Node:execute(cmd, opts)
     self._h:exec("( " .. cmd .. "\n) </dev/null >/dev/null 2>&1 &", timeout)
     return -2, "", ""
   end
-  local status, out, err, timed_out, abandoned, problem = self._h:exec(cmd, timeout)
+  local status, out, err, timed_out, abandoned, problem = self:_exec(cmd, timeout)
   if not check_return then return -1, out, err end
   if problem then
     fail_with("MachineError", fmt("%s: command `%s`: %s", self.name, cmd, problem),
@@ -452,6 +452,9 @@ function Node:execute(cmd, opts)
   end
   return status, out, err
 end
+
+-- One command, as every kind answers: status, stdout, stderr, timed_out, abandoned, problem.
+function Node:_exec(cmd, timeout) return self._h:exec(cmd, timeout) end
 
 -- succeed and fail: each command in turn must exit with (or without) status 0.
 local function run_each(self, want_success, ...)
@@ -678,7 +681,9 @@ function Node:wait_for_console_text(pattern, opts)
         fail_with("Timeout", fmt("no console line matched %q within %g seconds", pattern, timeout),
           { node = self.name })
       end
-      self._h:wait_console(nlines, deadline and left or 0)
+      -- the wait's own deadline is this loop's: the check above raises, naming the node
+      local ok, e = pcall(self._h.wait_console, self._h, nlines, deadline and left or 0)
+      if not ok and not (internal.is_failure(e) and e.kind == "Timeout") then error(e, 0) end
     end
   end, self.name)
 end
@@ -1117,7 +1122,7 @@ function VmNode:get_unit_info(unit, opts)
   local status, out = self:systemctl(fmt("--no-pager show %s", shell_quote(unit_suffix(unit))), opts)
   if status ~= 0 then
     fail_with("TestFailure", fmt('retrieving systemctl info for unit "%s"%s failed with exit code %d', unit,
-      user and fmt(' under user "%s"', user) or "", status), { node = self.name })
+      user and fmt(' under user "%s"', user) or "", status), { node = self.name, unit = unit_suffix(unit) })
   end
   return parse_show(out)
 end
@@ -1128,7 +1133,8 @@ function VmNode:get_unit_property(unit, property, opts)
     shell_quote(property)), opts)
   if status ~= 0 then
     fail_with("TestFailure", fmt('retrieving systemctl property "%s" for unit "%s"%s failed with exit code %d',
-      property, unit, user and fmt(' under user "%s"', user) or "", status), { node = self.name })
+      property, unit, user and fmt(' under user "%s"', user) or "", status),
+      { node = self.name, unit = unit_suffix(unit) })
   end
   local v = out:match("^" .. property:gsub("%p", "%%%0") .. "=(.-)\n?$")
   if v == nil then
@@ -1159,6 +1165,24 @@ function VmNode:wait_for_unit(unit, opts)
   end, self.name)
 end
 
+-- The backdoor carries stdout alone (stderr goes to the serial console, as NixOS frames it). To
+-- answer as a container does, the command runs in a bash of its own with stderr in a guest file
+-- that follows stdout behind a marker no output holds (a fresh random word each time). The
+-- guest's `timeout` exits 124 and kills the wrapper before the marker: that is how a timeout is
+-- told from a command that exits 124 itself.
+function VmNode:_exec(cmd, timeout)
+  local marker = fmt("\0moonrig-stderr-%08x%08x:", math.random(0, 0xffffffff), math.random(0, 0xffffffff))
+  local wrapped = fmt("set +e; e=/tmp/.moonrig-stderr-$$; bash -c %s 2>\"$e\"; s=$?; printf %s; "
+    .. "cat \"$e\"; rm -f \"$e\"; exit $s", shell_quote("set -euo pipefail; " .. cmd),
+    shell_quote(marker:gsub("%z", "\\000")))
+  local status, out, _, _, _, problem = self._h:exec(wrapped, timeout)
+  local at, past = out:find(marker, 1, true)
+  if not at then
+    return status, out, "", status == 124 and not problem, false, problem
+  end
+  return status, out:sub(1, at - 1), out:sub(past + 1), false, false, problem
+end
+
 -- Ports and sockets from inside the guest, with its own bash (as the backdoor needs bash anyway).
 function VmNode:_probe(kind, addr, arg)
   local cmd
@@ -1185,6 +1209,59 @@ function VmNode:wait_for_shutdown(opts)
   internal.action()
   local timeout = opt_timeout(opts, nil)
   nested("waiting for the VM to power off", function() self._h:wait_exit(timeout) end, self.name)
+end
+
+-- A VM has no /tmp/shared (no 9p or virtiofs share here): files travel through the backdoor
+-- shell as a tar archive (modes and timestamps kept): in base64 pieces on the way in, as a
+-- command's output on the way out.
+local VM_COPY_PIECE = 64 * 1024
+local function split_path(path)
+  local parent, base = path:match("^(.*)/([^/]+)/*$")
+  if not parent then return ".", path end
+  return parent == "" and "/" or parent, base
+end
+
+function VmNode:copy_from_host(source, target)
+  internal.action()
+  local parent, base = split_path(source)
+  local p = io.popen(fmt("tar -C %s -cf - %s | base64 -w 0", shell_quote(parent), shell_quote(base)))
+  local b64 = p:read("a")
+  if not p:close() or b64 == "" then
+    fail_with("TestFailure", fmt("%s: copy_from_host: cannot copy %s", self.name, source), { node = self.name })
+  end
+  local tmp = "/tmp/.moonrig-" .. shared_tmp()
+  local function run(cmd)
+    local status, _, err = self:execute(cmd)
+    if status ~= 0 then
+      fail_with("TestFailure", fmt("%s: copy_from_host: cannot copy %s to %s: %s", self.name, source, target, err),
+        { node = self.name, status = status })
+    end
+  end
+  for i = 1, #b64, VM_COPY_PIECE do
+    run(fmt("printf %%s %s >> %s", b64:sub(i, i + VM_COPY_PIECE - 1), tmp))
+  end
+  -- unpacked beside, then moved: target names the copy, as cp -r's target does
+  run(fmt("mkdir -p %s.d && base64 -d < %s | tar -C %s.d -xf - && mkdir -p \"$(dirname %s)\" "
+    .. "&& mv %s.d/%s %s; s=$?; rm -rf %s %s.d; exit $s", tmp, tmp, tmp, shell_quote(target), tmp,
+    shell_quote(base), shell_quote(target), tmp, tmp))
+end
+
+function VmNode:copy_from_machine(source, opts)
+  internal.action()
+  local target_dir = type(opts) == "table" and opts.target_dir or (type(opts) == "string" and opts) or ""
+  local parent, base = split_path(source)
+  local status, archive, err = self:execute(fmt("tar -C %s -cf - %s", shell_quote(parent), shell_quote(base)))
+  local out = (OUTPUT_DIR or ".") .. (target_dir ~= "" and ("/" .. target_dir) or "")
+  local host_tmp = state_root() .. "/copy-" .. shared_tmp() .. ".tar"
+  local f = status == 0 and io.open(host_tmp, "wb")
+  local ok = f and f:write(archive) and f:close()
+  ok = ok and internal.host_exec({ "mkdir", "-p", out }) == 0
+    and internal.host_exec({ "tar", "-C", out, "-xf", host_tmp }) == 0
+  os.remove(host_tmp)
+  if not ok then
+    fail_with("TestFailure", fmt("%s: copy_from_machine: cannot copy %s to %s%s", self.name, source, out,
+      status ~= 0 and (": " .. err) or ""), { node = self.name })
+  end
 end
 
 function VmNode:send_monitor_command(command)
