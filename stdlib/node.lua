@@ -1166,21 +1166,20 @@ function VmNode:wait_for_unit(unit, opts)
 end
 
 -- The backdoor carries stdout alone (stderr goes to the serial console, as NixOS frames it). To
--- answer as a container does, the command runs in a bash of its own with stderr in a guest file
--- that follows stdout behind a marker no output holds (a fresh random word each time). The
--- guest's `timeout` exits 124 and kills the wrapper before the marker: that is how a timeout is
--- told from a command that exits 124 itself.
+-- answer as a container does, the backdoor's bash sends its stderr to a guest file, and an EXIT
+-- trap prints it after stdout behind a marker no output holds (a fresh random word each time),
+-- however the command ends (its end, exit, set -e). Under TCG every fork or exec in the guest
+-- costs tens of milliseconds, so the common case makes none: printf and [ are builtins, and cat
+-- runs only when there was stderr. The backdoor runs one command at a time, so one file per
+-- guest will do; the next command's redirection empties it.
 function VmNode:_exec(cmd, timeout)
   local marker = fmt("\0moonrig-stderr-%08x%08x:", math.random(0, 0xffffffff), math.random(0, 0xffffffff))
-  local wrapped = fmt("set +e; e=/tmp/.moonrig-stderr-$$; bash -c %s 2>\"$e\"; s=$?; printf %s; "
-    .. "cat \"$e\"; rm -f \"$e\"; exit $s", shell_quote("set -euo pipefail; " .. cmd),
-    shell_quote(marker:gsub("%z", "\\000")))
-  local status, out, _, _, _, problem = self._h:exec(wrapped, timeout)
+  local wrapped = fmt("e=/tmp/.moonrig-stderr; trap 's=$?; exec 2>&-; printf \"%s\"; if [ -s \"$e\" ]; then "
+    .. "cat \"$e\"; fi; exit $s' EXIT; exec 2>\"$e\"; set -euo pipefail; %s", marker:gsub("%z", "\\000"), cmd)
+  local status, out, _, timed_out, abandoned, problem = self._h:exec(wrapped, timeout)
   local at, past = out:find(marker, 1, true)
-  if not at then
-    return status, out, "", status == 124 and not problem, false, problem
-  end
-  return status, out:sub(1, at - 1), out:sub(past + 1), false, false, problem
+  if not at then return status, out, "", timed_out, abandoned, problem end
+  return status, out:sub(1, at - 1), out:sub(past + 1), timed_out, abandoned, problem
 end
 
 -- Ports and sockets from inside the guest, with its own bash (as the backdoor needs bash anyway).
