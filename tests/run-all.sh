@@ -112,6 +112,15 @@ for f in "$logs"/check-tests.log "$logs"/asan-check-tests.log; do
         done
 done
 
+# A sanitizer report fails the run even where a test let it pass (exit 86 is the other net).
+for f in "$logs"/check-tests.log "$logs"/integration.log "$logs"/asan-check-tests.log "$logs"/asan-integration.log; do
+        if grep -qE '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$f"; then
+                echo "not ok - a sanitizer report in $f:"
+                grep -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: |^SUMMARY: ' "$f" | sed 's/^/#   /'
+                gate=1
+        fi
+done
+
 total=$(cat "$logs"/check.counts "$logs"/integration.counts "$logs"/asan-check.counts "$logs"/asan-integration.counts |
         awk '{ p += $1; f += $2; s += $3 } END { print p + 0, f + 0, s + 0 }')
 set -- $total
