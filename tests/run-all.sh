@@ -114,9 +114,9 @@ done
 
 # A sanitizer report fails the run even where a test let it pass (exit 86 is the other net).
 for f in "$logs"/check-tests.log "$logs"/integration.log "$logs"/asan-check-tests.log "$logs"/asan-integration.log; do
-        if grep -qE '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$f"; then
+        if grep -qE '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|:[0-9]+:[0-9]+: runtime error: ' "$f"; then
                 echo "not ok - a sanitizer report in $f:"
-                grep -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: |^SUMMARY: ' "$f" | sed 's/^/#   /'
+                grep -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|:[0-9]+:[0-9]+: runtime error: |^SUMMARY: ' "$f" | sed 's/^/#   /'
                 gate=1
         fi
 done

@@ -35,7 +35,7 @@ EOT
   done <<EOT
 $(sed -n 's/^-- reject-output: //p' "$t")
 EOT
-  grep -qE '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$tmp/out" &&
+  grep -qE '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|:[0-9]+:[0-9]+: runtime error: ' "$tmp/out" &&
     why="${why:+$why; }a sanitizer report"
   if [ -z "$why" ]; then
     pass=$((pass+1)); echo "ok - $name"
