@@ -66,7 +66,7 @@ run_stages() {
             CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
             LDFLAGS="-fsanitize=address,undefined"; } && make -s -j"$(nproc)" )
         export ASAN_OPTIONS=detect_leaks=1:exitcode=86
-        export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
+        export LSAN_OPTIONS="suppressions=$top/tests/lsan.supp:print_suppressions=0"
         export UBSAN_OPTIONS=print_stacktrace=1
         stage asan-check make -C build-asan -s check VERBOSE=1 || { cat build-asan/test-suite.log; exit 1; }
         check_logs asan-check build-asan
@@ -123,6 +123,7 @@ done
 
 total=$(cat "$logs"/check.counts "$logs"/integration.counts "$logs"/asan-check.counts "$logs"/asan-integration.counts |
         awk '{ p += $1; f += $2; s += $3 } END { print p + 0, f + 0, s + 0 }')
+# shellcheck disable=SC2086 # three numbers, split on purpose
 set -- $total
 [ "$1" -gt 0 ] || { echo "not ok - no check ran at all"; gate=1; }
 why=
