@@ -450,7 +450,7 @@ int main(int argc, char **argv) {
                                        "netem cleared", "clearing netem again", "tc shows no netem",
                                        "netem loss 100%", "netem rate 800 kbit" };
                 for (size_t i = 0; i < ELEMENTSOF(what); i++)
-                        skip("the kernel has no sch_netem", what[i]);
+                        skip("netem: the kernel has no sch_netem", what[i]);
         } else {
                 r = net_netem_set(net, lb->host_ifname, &(NetemSpec) { .delay_ms = 100 });
                 pr = ping(&alpha, lb->ipv4, NULL, &rtt);
