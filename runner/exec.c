@@ -29,6 +29,7 @@ struct ExecJob {
         sd_event *event;
         exec_done_fn done;
         void *userdata;
+        void (*free_userdata)(void *userdata);  /* for exec_cancel, after which done never runs */
         uint64_t grace_usec;
 
         pid_t pid;              /* the command: our child, in the container's PID namespace, leading
@@ -742,6 +743,8 @@ void exec_cancel(ExecJob *j) {
         if (!j)
                 return;
         kill_command(j);
+        if (j->free_userdata)
+                j->free_userdata(j->userdata);
         job_free(j);
 }
 
@@ -813,6 +816,7 @@ int exec_login_env(sd_event *e, int leader_pidfd, const char *shell, exec_env_fn
                 .timeout_usec = 30 * 1000000ULL,
         };
         EnvRequest *req;
+        ExecJob *j;
         int r;
 
         if (!done || !shell)
@@ -821,8 +825,15 @@ int exec_login_env(sd_event *e, int leader_pidfd, const char *shell, exec_env_fn
         if (!req)
                 return -ENOMEM;
         *req = (EnvRequest) { done, userdata };
-        r = exec_start(e, &spec, on_login_env, req, ret);
-        if (r < 0)
+        r = exec_start(e, &spec, on_login_env, req, &j);
+        if (r < 0) {
                 free(req);
-        return r;
+                return r;
+        }
+        /* on_login_env frees the request; if the job is cancelled first (the container stops
+         * while its shell starts), exec_cancel does. */
+        j->free_userdata = free;
+        if (ret)
+                *ret = j;
+        return 0;
 }
