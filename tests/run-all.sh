@@ -55,6 +55,10 @@ run_stages() {
         mkdir -p "$logs"
         stage check make -C build -s check VERBOSE=1 || { cat build/test-suite.log; exit 1; }
         check_logs check build
+        # Coverage-guided fuzzing (libFuzzer), a bounded time per target; exit 77: no clang here.
+        stage libfuzzer sh -c 'cd build && SRCDIR=.. FUZZ_TIME=${FUZZ_TIME:-10} sh ../tests/fuzz/run-libfuzzer.sh' ||
+                [ "$(cat "$logs/libfuzzer.rc")" = 77 ] || exit 1
+        stage_counts libfuzzer
         stage integration make -C build -s integration
         stage_counts integration
         make -C build -s distcheck >"$logs/distcheck.log" 2>&1 || { tail -n 60 "$logs/distcheck.log"; exit 1; }
@@ -84,7 +88,7 @@ fi
 expected=$(sed 's/#.*//' tests/expected-skips | awk 'NF { print $1 }')
 gate=0
 seen=
-for f in "$logs"/check-tests.log "$logs"/integration.log "$logs"/asan-check-tests.log "$logs"/asan-integration.log; do
+for f in "$logs"/check-tests.log "$logs"/libfuzzer.log "$logs"/integration.log "$logs"/asan-check-tests.log "$logs"/asan-integration.log; do
         while IFS= read -r line; do
                 [ -n "$line" ] || continue
                 id=$(printf '%s\n' "$line" | sed -n 's/.*# SKIP \([A-Za-z0-9_.-]\{1,\}\): .*/\1/p')
@@ -121,7 +125,7 @@ for f in "$logs"/check-tests.log "$logs"/integration.log "$logs"/asan-check-test
         fi
 done
 
-total=$(cat "$logs"/check.counts "$logs"/integration.counts "$logs"/asan-check.counts "$logs"/asan-integration.counts |
+total=$(cat "$logs"/check.counts "$logs"/libfuzzer.counts "$logs"/integration.counts "$logs"/asan-check.counts "$logs"/asan-integration.counts |
         awk '{ p += $1; f += $2; s += $3 } END { print p + 0, f + 0, s + 0 }')
 # shellcheck disable=SC2086 # three numbers, split on purpose
 set -- $total

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
-  build-essential autoconf automake libtool pkg-config \
+  build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev \
   liblua5.4-dev libsystemd-dev libnl-3-dev libnl-route-3-dev libcmocka-dev \
   libjansson-dev libedit-dev libxml2-utils \
   systemd systemd-container dbus iproute2 iputils-ping netcat-openbsd curl hello nginx time \
