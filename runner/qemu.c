@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "accel.h"
+#include "backdoor.h"
 #include "machine.h"
 #include "outbuf.h"
 #include "qemu.h"
@@ -206,162 +207,6 @@ char **qemu_argv(const QemuConfig *cfg, bool kvm, int shell_fd, int qmp_fd, int 
         return v;
 }
 
-char *qemu_shell_quote(const char *s) {
-        static const char safe[] = "@%+=:,./-_";
-        size_t n = 0, extra = 0;
-        bool plain = *s != '\0';
-        char *r, *p;
-
-        for (const char *c = s; *c; c++, n++) {
-                unsigned char u = (unsigned char) *c;
-                if (!((u < 128 && (('a' <= u && u <= 'z') || ('A' <= u && u <= 'Z') || ('0' <= u && u <= '9'))) ||
-                      strchr(safe, u)))
-                        plain = false;
-                if (u == '\'')
-                        extra += 4;
-        }
-        if (plain)
-                return strdup(s);
-        r = p = malloc(n + extra + 3);
-        if (!r)
-                return NULL;
-        *p++ = '\'';
-        for (const char *c = s; *c; c++)
-                if (*c == '\'') {
-                        memcpy(p, "'\"'\"'", 5);
-                        p += 5;
-                } else
-                        *p++ = *c;
-        *p++ = '\'';
-        *p = '\0';
-        return r;
-}
-
-char *qemu_command_line(const char *command, uint64_t timeout_usec) {
-        _cleanup_free_ char *full = NULL, *quoted = NULL;
-        char timeout[64] = "", *line;
-
-        if (asprintf(&full, "set -euo pipefail; %s", command) < 0) {
-                full = NULL;
-                return NULL;
-        }
-        quoted = qemu_shell_quote(full);
-        if (!quoted)
-                return NULL;
-        if (timeout_usec > 0) {
-                /* As Python prints a float: "900.0", "0.5", "1.25". */
-                int l = snprintf(timeout, sizeof timeout, "timeout %llu.%06llu ",
-                                 (unsigned long long) (timeout_usec / SEC), (unsigned long long) (timeout_usec % SEC));
-                char *dot = strchr(timeout, '.'), *end = timeout + l - 1;   /* end: the trailing space */
-                char *last = end - 1;
-                while (last > dot + 1 && *last == '0')
-                        last--;
-                memmove(last + 1, end, 2);
-        }
-        if (asprintf(&line, "%sbash -c %s | (base64 -w 0; echo)\n", timeout, quoted) < 0)
-                return NULL;
-        return line;
-}
-
-ssize_t qemu_sentinel_end(const char *buf, size_t len) {
-        const char *p = memmem(buf, len, QEMU_SENTINEL, strlen(QEMU_SENTINEL));
-
-        return p ? (ssize_t) (p - buf + strlen(QEMU_SENTINEL)) : -1;
-}
-
-size_t qemu_frame_line(const char *buf, size_t len) {
-        const char *nl = memchr(buf, '\n', len);
-
-        return nl ? (size_t) (nl - buf) + 1 : 0;
-}
-
-static int b64_value(char c) {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
-}
-
-int qemu_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len) {
-        _cleanup_free_ char *out = NULL;
-        size_t o = 0;
-
-        if (len % 4 != 0)
-                return -EBADMSG;
-        out = malloc(len / 4 * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < len; i += 4) {
-                int v[4];
-                size_t pad = 0;
-
-                for (int k = 0; k < 4; k++) {
-                        if (s[i + k] == '=' && i + 4 == len && k >= 2) {
-                                v[k] = 0;
-                                pad++;
-                                continue;
-                        }
-                        if (pad > 0)        /* "=" then a letter */
-                                return -EBADMSG;
-                        v[k] = b64_value(s[i + k]);
-                        if (v[k] < 0)
-                                return -EBADMSG;
-                }
-                uint32_t w = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 | (uint32_t) v[2] << 6 | (uint32_t) v[3];
-                out[o++] = (char) (w >> 16);
-                if (pad < 2)
-                        out[o++] = (char) (w >> 8);
-                if (pad < 1)
-                        out[o++] = (char) w;
-        }
-        out[o] = '\0';
-        *ret = TAKE_PTR(out);
-        *ret_len = o;
-        return 0;
-}
-
-int qemu_status_parse(const char *line, size_t len, int *ret) {
-        size_t i = 0;
-        long v = 0;
-        bool neg = false, digits = false;
-
-        /* line[i] != '\0': strchr finds the terminator too, and a NUL byte is no blank. */
-        while (i < len && line[i] != '\0' && strchr(" \t\r\n", line[i]))
-                i++;
-        if (i < len && (line[i] == '-' || line[i] == '+'))
-                neg = line[i++] == '-';
-        for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
-                digits = true;
-                v = v * 10 + (line[i] - '0');
-                if (v > 100000)
-                        return -EBADMSG;
-        }
-        while (i < len && line[i] != '\0' && strchr(" \t\r\n", line[i]))
-                i++;
-        if (!digits || i != len)
-                return -EBADMSG;
-        *ret = (int) (neg ? -v : v);
-        return 0;
-}
-
-size_t qemu_console_clean(char *line, size_t len) {
-        size_t o = 0;
-
-        for (size_t i = 0; i < len; i++)
-                if (line[i] != '\r')
-                        line[o++] = line[i];
-        while (o > 0 && line[o - 1] != '\0' && strchr(" \t\n\v\f", line[o - 1]))
-                o--;
-        return o;
-}
-
 const char *qemu_key_for_char(char c) {
         static const char *const shifted_digits[] = { "shift-0x02", "shift-0x03", "shift-0x04", "shift-0x05",
                                                       "shift-0x06", "shift-0x07", "shift-0x08", "shift-0x09",
@@ -520,7 +365,7 @@ static void shell_next(Qemu *q) {
 
 /* The length of the first line in q->in, "\n" included, or 0 while it is incomplete. */
 static size_t shell_take_line(Qemu *q) {
-        size_t l = qemu_frame_line(q->in + q->scanned, q->in_len - q->scanned);
+        size_t l = backdoor_frame_line(q->in + q->scanned, q->in_len - q->scanned);
 
         if (l == 0) {
                 q->scanned = q->in_len;
@@ -537,24 +382,15 @@ static void shell_consume(Qemu *q) {
         while (machine_alive(&q->m) && q->in_len > 0) {
                 switch (q->shell) {
                 case SHELL_WAIT_SENTINEL: {
-                        ssize_t end = qemu_sentinel_end(q->in, q->in_len);
-                        size_t keep = strlen(QEMU_SENTINEL) - 1;
+                        size_t keep = 0;
+                        bool pending = false;
 
-                        if (end < 0) {
-                                /* Keep what could be the start of a sentinel split across reads. */
-                                if (q->in_len > keep) {
-                                        memmove(q->in, q->in + q->in_len - keep, keep);
-                                        q->in_len = keep;
-                                }
+                        if (backdoor_sentinel_scan(q->in, q->in_len, &keep, &pending) == 0) {
+                                memmove(q->in, q->in + q->in_len - keep, keep);
+                                q->in_len = keep;
                                 return;
                         }
-                        l = (size_t) end;
-                        if (l < q->in_len && q->in[l] == '\r')
-                                l++;
-                        if (l < q->in_len && q->in[l] == '\n')
-                                l++;
-                        else
-                                q->skip_newline = true;
+                        q->skip_newline = pending;
                         /* Nothing may follow the sentinel (reference 4.4): drop all of it. */
                         q->in_len = 0;
                         shell_connected(q);
@@ -578,7 +414,7 @@ static void shell_consume(Qemu *q) {
                         l = shell_take_line(q);
                         if (l == 0)
                                 return;
-                        r = qemu_base64_decode(q->in, l - 1, &j->out, &j->out_len);
+                        r = backdoor_base64_decode(q->in, l - 1, &j->out, &j->out_len);
                         if (r < 0) {
                                 j->error = r;
                                 j->out = NULL;
@@ -594,7 +430,7 @@ static void shell_consume(Qemu *q) {
                         }
                         /* Even after a bad frame: the status line keeps us in step. */
                         q->shell = SHELL_STATUS;
-                        if (shell_write(q, "echo ${PIPESTATUS[0]}\n") < 0) {
+                        if (shell_write(q, BACKDOOR_STATUS_COMMAND) < 0) {
                                 q->shell = SHELL_IDLE;
                                 job_finish(q, -ENOMEM, -1);
                         }
@@ -606,7 +442,7 @@ static void shell_consume(Qemu *q) {
                         l = shell_take_line(q);
                         if (l == 0)
                                 return;
-                        r = qemu_status_parse(q->in, l, &status);
+                        r = backdoor_status_parse(q->in, l, &status);
                         memmove(q->in, q->in + l, q->in_len - l);
                         q->in_len -= l;
                         q->shell = SHELL_IDLE;
@@ -695,7 +531,7 @@ static int on_kick(sd_event_source *s _unused_, void *userdata) {
 /* ---- the serial console ---- */
 
 static void console_line(Qemu *q, char *line, size_t len) {
-        len = qemu_console_clean(line, len);
+        len = backdoor_console_clean(line, len);
         machine_remember_line(&q->m, line, len, false);
         if (q->m.cb.on_console_line && machine_alive(&q->m))
                 q->m.cb.on_console_line(&q->m, line, len);
@@ -1314,7 +1150,7 @@ int qemu_shutdown(Qemu *q) {
         if (q->shell == SHELL_IDLE || q->shell == SHELL_OUTPUT || q->shell == SHELL_STATUS) {
                 /* A raw line, no framing and nothing read back, as the NixOS driver does. A command
                  * still running finishes first; the shell then reads this. */
-                r = shell_write(q, "poweroff\n");
+                r = shell_write(q, BACKDOOR_POWEROFF_COMMAND);
                 if (r < 0)
                         return r;
         } else if (qmp_execute(q->qmp, "system_powerdown", NULL, NULL, NULL) < 0)
@@ -1436,7 +1272,7 @@ int qemu_exec(Qemu *q, const char *command, uint64_t timeout_usec, unsigned flag
         j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
-        j->line = qemu_command_line(command, timeout_usec);
+        j->line = backdoor_command_line(command, timeout_usec);
         if (!j->line) {
                 free(j);
                 return -ENOMEM;

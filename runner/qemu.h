@@ -19,8 +19,6 @@
 typedef struct Qemu Qemu;
 typedef struct QemuExecJob QemuExecJob;
 
-#define QEMU_SENTINEL "Spawning backdoor root shell..."
-
 typedef enum QemuAccel {
         QEMU_ACCEL_TCG,         /* the default: nested KVM often fails (MACHINE-NOTES) */
         QEMU_ACCEL_KVM_OR_TCG,  /* KVM first; TCG when /dev/kvm cannot be opened, when QEMU exits before
@@ -189,32 +187,6 @@ Qemu *qemu_from_machine(Machine *m);   /* NULL unless m is a VM */
 /* QEMU's command line for cfg with the backdoor on fd shell_fd, QMP on qmp_fd and the i-th NIC's tap
  * on first_tap_fd + i. For a start script: the script, then our options. Free with strv_free. */
 char **qemu_argv(const QemuConfig *cfg, bool kvm, int shell_fd, int qmp_fd, int first_tap_fd);
-
-/* Python's shlex.quote: unchanged when made only of [A-Za-z0-9@%+=:,./_-] and not empty, else in
- * single quotes with each ' written as '"'"'. */
-char *qemu_shell_quote(const char *s);
-
-/* The line sent for a command, "\n" included (reference 4.5). The timeout is written as Python
- * writes a float: "timeout 900.0", "timeout 0.5". */
-char *qemu_command_line(const char *command, uint64_t timeout_usec);
-
-/* Where the sentinel ends in buf, or -1 if buf does not hold it. */
-ssize_t qemu_sentinel_end(const char *buf, size_t len);
-
-/* If buf holds a whole line, returns its length up to and including the "\n"; else 0. */
-size_t qemu_frame_line(const char *buf, size_t len);
-
-/* Decodes a line of `base64 -w 0` output (the "\n" excluded): -EBADMSG for anything but
- * A-Za-z0-9+/ in groups of four with "=" padding. *ret is NUL-terminated. */
-int qemu_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len);
-
-/* Parses the reply to "echo ${PIPESTATUS[0]}" (a decimal number, then "\n"; surrounding blanks are
- * ignored as Python's int(strip()) does). -EBADMSG otherwise. */
-int qemu_status_parse(const char *line, size_t len, int *ret);
-
-/* One serial console line as logged: every "\r" removed, trailing whitespace stripped. In place;
- * returns the new length. */
-size_t qemu_console_clean(char *line, size_t len);
 
 /* The NixOS driver's key for a typed character: "shift-a" for 'A', "0x0C" for '-', "spc", "ret"
  * (and "tab"); NULL when the character passes through as it is (lower-case letters, digits). */
