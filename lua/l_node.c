@@ -20,6 +20,7 @@
 #include "l_net.h"
 #include "nodecommon.h"
 #include "log.h"
+#include "preflight.h"
 #include "runtime.h"
 #include "sched.h"
 #include "units.h"
@@ -582,7 +583,7 @@ static int l_host_exec(lua_State *L) {
 static int l_preflight(lua_State *L) {
         unsigned n = (unsigned) luaL_checkinteger(L, 1);
         _cleanup_free_ char *msg = NULL;
-        int r = container_preflight(n, &msg);
+        int r = preflight_containers(n, &msg);
         if (r < 0) {
                 lua_pushnil(L);
                 lua_pushstring(L, msg ? msg : strerror(-r));

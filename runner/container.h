@@ -68,14 +68,6 @@ typedef struct ContainerCallbacks {
         void (*on_journal_line)(Container *c, const char *line, size_t len);
 } ContainerCallbacks;
 
-/* Before booting n containers: systemd-nspawn must exist, and as many inotify instances as n more
- * containers need (about 9 each) must be free under fs.inotify.max_user_instances, counting those
- * that other containers and daemons hold (it creates them to count, and closes them at once): if too
- * few are, the limit is raised by the shortfall (a global setting: the message says so). Returns 0, 1
- * if it raised the limit, or a negative errno; with a message in *ret_message (free it) in the last
- * two cases. */
-int container_preflight(unsigned n_containers, char **ret_message);
-
 /* Copies cfg. SIGCHLD must be blocked. Call from a private mount namespace: the root is built
  * with mounts under the state directory (at the first start; see hostimage.h). A callback may call
  * container_free on its container. -EINVAL for a bad name, or more than one of a directory image,

@@ -20,6 +20,7 @@
 
 #include "container.h"
 #include "exec.h"
+#include "preflight.h"
 #include "util.h"
 #include "selftest.h"
 
@@ -2018,7 +2019,7 @@ static void test_preflight(void) {
         if (!check(private, "preflight: %s is a file of ours in our mount namespace%s%s", INOTIFY_SYSCTL,
                    private ? "" : ": ", private ? "" : strerror(errno)))
                 return;
-        int r = container_preflight(4, &m);
+        int r = preflight_containers(4, &m);
         long limit = read_long(INOTIFY_SYSCTL), free_now = inotify_free(), reported = -1, raised;
         enum { HELD_MAX = 100 };
         int held[HELD_MAX], n_held;
@@ -2039,7 +2040,7 @@ static void test_preflight(void) {
         free_now -= n_held;
         limit = read_long(INOTIFY_SYSCTL);
         n = (unsigned) (free_now / 9 + 10);
-        r = container_preflight(n, &m2);
+        r = preflight_containers(n, &m2);
         raised = read_long(INOTIFY_SYSCTL);
         for (int i = 0; i < n_held; i++)
                 if (held[i] >= 0)
