@@ -21,6 +21,7 @@
 #include "machine.h"
 #include "strv.h"
 #include "journal.h"
+#include "nsenter.h"
 #include "preflight.h"
 #include "util.h"
 
@@ -501,7 +502,7 @@ static void on_leader_notified(Container *c, const char *value) {
         if (c->leader_pidfd >= 0)
                 close(c->leader_pidfd);
         c->leader = pid;
-        c->leader_pidfd = machine_pidfd_open(pid);
+        c->leader_pidfd = nsenter_pidfd_open(pid);
         if (c->leader_pidfd < 0) {
                 c->leader = 0;
                 return;
