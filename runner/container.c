@@ -17,10 +17,12 @@
 #include <systemd/sd-id128.h>
 
 #include "cgroup.h"
+#include "child.h"
 #include "container.h"
 #include "machine.h"
 #include "strv.h"
 #include "journal.h"
+#include "linebuf.h"
 #include "nsenter.h"
 #include "preflight.h"
 #include "util.h"
@@ -28,7 +30,6 @@
 #define BOOT_TIMEOUT_DEFAULT (90 * 1000000ULL)
 #define SHUTDOWN_TIMEOUT_DEFAULT (30 * 1000000ULL)
 #define NSPAWN_EXIT_REBOOT 133
-#define LINE_MAX_LEN 4096
 #define KILL_GRACE_USEC (3 * 1000000ULL)
 /* A start script gets a minimal environment, as under the NixOS driver; a PATH lets one written for a
  * host without Nix find its tools. */
@@ -42,7 +43,6 @@ struct Container {
         Machine m;
         ContainerConfig cfg;            /* deep copy */
         HostImageFile *files;
-        ContainerCallbacks cb;          /* container_new's; m.cb calls them */
 
         HostImage *image;
         char *shared_abs;               /* the shared directory, absolute, for a start script */
@@ -60,8 +60,7 @@ struct Container {
         sd_event_source *notify_source;
 
         sd_event_source *console_source;
-        char line[LINE_MAX_LEN];
-        size_t line_len;
+        LineBuf console_line;
         JournalFollower *journal;
         bool journal_draining;          /* the container is gone: its last journal lines */
 
@@ -249,14 +248,13 @@ static void emit_line(Container *c, const char *line, size_t len) {
 }
 
 static void console_feed(Container *c, const char *buf, size_t len) {
-        for (size_t i = 0; i < len && machine_alive(&c->m); i++) {
-                if (buf[i] == '\n' || c->line_len == sizeof c->line) {
-                        emit_line(c, c->line, c->line_len);
-                        c->line_len = 0;
-                        if (buf[i] == '\n')
-                                continue;
-                }
-                c->line[c->line_len++] = buf[i];
+        for (size_t i = 0; i < len && machine_alive(&c->m);) {
+                char *line;
+                size_t l = 0;
+
+                i += linebuf_feed(&c->console_line, buf + i, len - i, &line, &l);
+                if (line)
+                        emit_line(c, line, l);
         }
 }
 
@@ -279,12 +277,15 @@ static bool console_read(Container *c) {
 }
 
 static void console_close(Container *c) {
+        char *line;
+        size_t l = 0;
+
         if (!c->console_source)
                 return;
         (void) console_read(c);
-        if (c->line_len > 0 && machine_alive(&c->m))
-                emit_line(c, c->line, c->line_len);
-        c->line_len = 0;
+        line = linebuf_flush(&c->console_line, &l);
+        if (line && machine_alive(&c->m))
+                emit_line(c, line, l);
         c->console_source = sd_event_source_disable_unref(c->console_source);
 }
 
@@ -660,19 +661,11 @@ static char *exit_message(Machine *m, int status) {
 
 /* ---- starting nspawn ---- */
 
-/* In the child: dies with us, its own session (a Ctrl-C on our terminal must not reach it), default
- * signals, stdin /dev/null, stdout and stderr to out_fd. */
+/* In the child: detached (child.h), stdin /dev/null, stdout and stderr to out_fd. */
 static void child_setup(int out_fd, pid_t parent) {
-        sigset_t none;
         int null_fd;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                _exit(127);
-        (void) setsid();
-        for (int sig = 1; sig < _NSIG; sig++)
-                (void) signal(sig, SIG_DFL);
-        sigemptyset(&none);
-        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        child_detach(parent);
         null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
                 _exit(127);
@@ -878,7 +871,8 @@ static int fail_later(Container *c, int error, char *message) {
         return 0;
 }
 
-int container_start(Container *c) {
+static int container_start(Machine *m) {
+        Container *c = (Container *) m;
         _cleanup_free_ char *message = NULL;
         int r;
 
@@ -921,7 +915,9 @@ int container_start(Container *c) {
 
 /* ---- control ---- */
 
-int container_shutdown(Container *c) {
+static int container_shutdown(Machine *m) {
+        Container *c = (Container *) m;
+
         if (!c || c->m.state == MACHINE_STOPPED)
                 return -ESRCH;
         if (c->m.state == MACHINE_STOPPING || c->m.state == MACHINE_KILLING)
@@ -936,7 +932,9 @@ int container_shutdown(Container *c) {
         return machine_arm_shutdown_timer(&c->m);
 }
 
-int container_reboot(Container *c) {
+static int container_reboot(Machine *m) {
+        Container *c = (Container *) m;
+
         if (!c || c->m.state != MACHINE_READY || c->leader <= 0)
                 return -EBUSY;
         c->m.state = MACHINE_REBOOTING;
@@ -947,20 +945,23 @@ int container_reboot(Container *c) {
         return machine_arm_boot_timer(&c->m, c->cfg.boot_timeout_usec + c->cfg.shutdown_timeout_usec);
 }
 
-void container_crash(Container *c) {
+static void container_crash(Machine *m) {
+        Container *c = (Container *) m;
+
         if (!c || c->m.state == MACHINE_STOPPED)
                 return;
         c->m.state = MACHINE_KILLING;
         machine_kill(&c->m);
 }
 
-void container_release(Container *c) {
+static void container_release(Machine *m) {
+        Container *c = (Container *) m;
         int r;
 
         if (!c || c->m.state == MACHINE_STOPPED || c->m.state == MACHINE_KILLING)
                 return;
         if (!c->cfg.start_script) {
-                container_crash(c);
+                container_crash(&c->m);
                 return;
         }
         if (c->term_sent)
@@ -969,32 +970,12 @@ void container_release(Container *c) {
         c->m.state = MACHINE_STOPPING;
         r = machine_arm_shutdown_timer(&c->m);
         if (r < 0)
-                container_crash(c);
+                container_crash(&c->m);
 }
 
 /* ---- life ---- */
 
-/* The machine interface (machine.h) over the functions below. */
-static int vt_start(Machine *m) {
-        return container_start((Container *) m);
-}
-
-static int vt_poweroff(Machine *m) {
-        return container_shutdown((Container *) m);
-}
-
-static int vt_reboot(Machine *m) {
-        return container_reboot((Container *) m);
-}
-
-static void vt_crash(Machine *m) {
-        container_crash((Container *) m);
-}
-
-static void vt_release(Machine *m) {
-        container_release((Container *) m);
-}
-
+/* The machine interface (machine.h): the lifecycle above, and what follows. */
 static bool vt_is_ready(Machine *m) {
         return m->state == MACHINE_READY;
 }
@@ -1023,49 +1004,18 @@ static int vt_add_file(Machine *m, const char *path, const void *content, size_t
         return container_add_file((Container *) m, &f);
 }
 
-/* container_new's callbacks, typed for a Container. */
-static void call_on_ready(Machine *m, int error, const char *message) {
-        ((Container *) m)->cb.on_ready((Container *) m, error, message);
-}
-
-static void call_on_exit(Machine *m, int status) {
-        ((Container *) m)->cb.on_exit((Container *) m, status);
-}
-
-static void call_on_console_line(Machine *m, const char *line, size_t len) {
-        ((Container *) m)->cb.on_console_line((Container *) m, line, len);
-}
-
-static void call_on_leader(Machine *m, pid_t leader) {
-        ((Container *) m)->cb.on_leader((Container *) m, leader);
-}
-
-static void call_on_journal_line(Machine *m, const char *line, size_t len) {
-        ((Container *) m)->cb.on_journal_line((Container *) m, line, len);
-}
-
+/* Grouped by who calls what: the words of machine.c's messages, its hooks, then the operations
+ * machine_start ... machine_add_file dispatch to. */
 static const MachineVTable container_vtable = {
-        .kind = MACHINE_CONTAINER,
-        .noun = "container",
-        .process = "systemd-nspawn",
-        .ready_what = "it became ready",
-        .no_output = " (no console output)",
-        .kill = kill_payload,
-        .kill_hard = kill_nspawn,
-        .exited = exited,
-        .exit_message = exit_message,
-        .boot_timeout_message = boot_timeout_message,
-        .failure_hint = failure_hint,
-        .destroy = container_destroy,
-        .start = vt_start,
-        .poweroff = vt_poweroff,
-        .reboot = vt_reboot,
-        .crash = vt_crash,
-        .release = vt_release,
-        .is_ready = vt_is_ready,
-        .exec = vt_exec,
-        .exec_cancel = vt_exec_cancel,
-        .add_file = vt_add_file,
+        .kind = MACHINE_CONTAINER, .noun = "container", .process = "systemd-nspawn",
+        .ready_what = "it became ready", .no_output = " (no console output)",
+
+        .kill = kill_payload, .kill_hard = kill_nspawn, .exited = exited, .exit_message = exit_message,
+        .boot_timeout_message = boot_timeout_message, .failure_hint = failure_hint, .destroy = container_destroy,
+
+        .start = container_start, .poweroff = container_shutdown, .reboot = container_reboot,
+        .crash = container_crash, .release = container_release, .is_ready = vt_is_ready,
+        .exec = vt_exec, .exec_cancel = vt_exec_cancel, .add_file = vt_add_file,
 };
 
 static int copy_file(const HostImageFile *f, HostImageFile *g) {
@@ -1175,7 +1125,7 @@ static void config_free(Container *c) {
         free(c->files);
 }
 
-int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
+int container_new(sd_event *e, const ContainerConfig *cfg, const MachineCallbacks *cb, void *userdata,
                   Container **ret) {
         bool tree = cfg && cfg->image && !streq(cfg->image, "host");
         Container *c;
@@ -1188,15 +1138,7 @@ int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallba
         if (!c)
                 return -ENOMEM;
         machine_init(&c->m, &container_vtable, e, NULL);
-        c->cb = cb ? *cb : (ContainerCallbacks) {};
-        c->m.cb = (MachineCallbacks) {
-                .on_ready = c->cb.on_ready ? call_on_ready : NULL,
-                .on_exit = c->cb.on_exit ? call_on_exit : NULL,
-                .on_console_line = c->cb.on_console_line ? call_on_console_line : NULL,
-                .on_leader = c->cb.on_leader ? call_on_leader : NULL,
-                .on_journal_line = c->cb.on_journal_line ? call_on_journal_line : NULL,
-        };
-        c->m.userdata = userdata;
+        machine_set_callbacks(&c->m, cb, userdata);
         c->leader_pidfd = c->notify_fd = -1;
         r = copy_config(c, cfg);
         c->m.name = c->cfg.name;

@@ -13,6 +13,8 @@
 
 #include "accel.h"
 #include "backdoor.h"
+#include "child.h"
+#include "linebuf.h"
 #include "machine.h"
 #include "outbuf.h"
 #include "qemu.h"
@@ -25,7 +27,6 @@
 #define SHUTDOWN_TIMEOUT_DEFAULT (60 * SEC)
 #define KVM_PROBE_DEFAULT (10 * SEC)
 #define MEMORY_DEFAULT_MB 512
-#define LINE_MAX_LEN 4096
 #define QEMU_DEFAULT "qemu-system-x86_64"
 #define SHELL_SNDBUF (16 << 20)   /* the kernel doubles it */
 #define SHELL_FD 3
@@ -59,8 +60,7 @@ struct QemuExecJob {
 typedef struct Console {
         Qemu *q;
         sd_event_source *source;
-        char line[LINE_MAX_LEN];
-        size_t len;
+        LineBuf lines;
         bool guest;
 } Console;
 
@@ -78,7 +78,6 @@ struct Qemu {
         Machine m;
         QemuConfig cfg;                 /* deep copy; nics[i].tap_fd are our duplicates */
         QemuNic *nics;
-        QemuCallbacks cb;               /* qemu_new's; m.cb calls them */
 
         bool kvm;                       /* this run of QEMU uses KVM */
         bool restart_tcg;               /* KVM given up: start again under TCG once it is gone */
@@ -539,7 +538,8 @@ static void console_line(Qemu *q, char *line, size_t len) {
 
 static void console_read(Console *c, bool flush) {
         Qemu *q = c->q;
-        char buf[8192];
+        char buf[8192], *line;
+        size_t len = 0;
 
         while (c->source) {
                 ssize_t n = read(sd_event_source_get_io_fd(c->source), buf, sizeof buf);
@@ -554,22 +554,16 @@ static void console_read(Console *c, bool flush) {
                         q->console_seen = true;
                         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
                 }
-                for (ssize_t i = 0; i < n && machine_alive(&q->m); i++) {
-                        if (buf[i] == '\n' || c->len == sizeof c->line) {
-                                console_line(q, c->line, c->len);
-                                c->len = 0;
-                                if (buf[i] == '\n')
-                                        continue;
-                        }
-                        c->line[c->len++] = buf[i];
+                for (size_t i = 0; i < (size_t) n && machine_alive(&q->m);) {
+                        i += linebuf_feed(&c->lines, buf + i, (size_t) n - i, &line, &len);
+                        if (line)
+                                console_line(q, line, len);
                 }
                 if (!machine_alive(&q->m))
                         return;
         }
-        if (flush && c->len > 0 && machine_alive(&q->m)) {
-                console_line(q, c->line, c->len);
-                c->len = 0;
-        }
+        if (flush && (line = linebuf_flush(&c->lines, &len)) && machine_alive(&q->m))
+                console_line(q, line, len);
 }
 
 static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_, void *userdata) {
@@ -585,7 +579,7 @@ static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t rev
 static int console_open(Console *c, int fd) {
         int r;
 
-        c->len = 0;
+        c->lines.len = 0;
         r = sd_event_add_io(c->q->m.event, &c->source, fd, EPOLLIN, on_console, c);
         if (r < 0) {
                 close(fd);
@@ -782,15 +776,8 @@ static _Noreturn void child_exec(Qemu *q, pid_t parent, char **argv, char **envp
         int high = FIRST_TAP_FD + (int) q->cfg.n_nics + 8;
         size_t n = 5 + q->cfg.n_nics;
         int src[n], dst[n];
-        sigset_t none;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                _exit(127);
-        (void) setsid();
-        for (int sig = 1; sig < _NSIG; sig++)
-                (void) signal(sig, SIG_DFL);
-        sigemptyset(&none);
-        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        child_detach(parent);
 
         src[0] = in_fd, dst[0] = 0;
         src[1] = out_fd, dst[1] = 1;
@@ -926,27 +913,13 @@ fail_fds:
 
 /* ---- public API ---- */
 
-/* The machine interface (machine.h) over the functions below. A VM's files come from its image:
- * it has no add_file. */
-static int vt_start(Machine *m) {
-        return qemu_start((Qemu *) m);
-}
-
-static int vt_poweroff(Machine *m) {
-        return qemu_shutdown((Qemu *) m);
-}
-
-static int vt_reboot(Machine *m) {
-        return qemu_reboot((Qemu *) m);
-}
-
-static void vt_crash(Machine *m) {
-        qemu_crash((Qemu *) m);
-}
-
-static void vt_release(Machine *m) {
-        qemu_release((Qemu *) m);
-}
+/* The machine interface (machine.h): the lifecycle (below), and what follows. A VM's files come
+ * from its image: it has no add_file. */
+static int qemu_start(Machine *m);
+static int qemu_shutdown(Machine *m);
+static int qemu_reboot(Machine *m);
+static void qemu_crash(Machine *m);
+static void qemu_release(Machine *m);
 
 static bool vt_is_ready(Machine *m) {
         return qemu_is_connected((Qemu *) m);
@@ -984,50 +957,20 @@ static void vt_exec_cancel(void *job) {
         qemu_exec_cancel(job);
 }
 
-/* qemu_new's callbacks, typed for a Qemu. */
-static void call_on_ready(Machine *m, int error, const char *message) {
-        ((Qemu *) m)->cb.on_ready((Qemu *) m, error, message);
-}
-
-static void call_on_exit(Machine *m, int status) {
-        ((Qemu *) m)->cb.on_exit((Qemu *) m, status);
-}
-
-static void call_on_console_line(Machine *m, const char *line, size_t len) {
-        ((Qemu *) m)->cb.on_console_line((Qemu *) m, line, len);
-}
-
-static void call_on_notice(Machine *m, const char *message) {
-        ((Qemu *) m)->cb.on_notice((Qemu *) m, message);
-}
-
-static void call_on_qmp_event(Machine *m, const char *name, json_t *data, json_t *msg) {
-        ((Qemu *) m)->cb.on_qmp_event((Qemu *) m, name, data, msg);
-}
-
+/* Grouped by who calls what: the words of machine.c's messages, its hooks, then the operations
+ * machine_start ... machine_exec_cancel dispatch to. */
 static const MachineVTable qemu_vtable = {
-        .kind = MACHINE_VM,
-        .noun = "VM",
-        .process = "QEMU",
-        .ready_what = "its backdoor shell answered",
+        .kind = MACHINE_VM, .noun = "VM", .process = "QEMU", .ready_what = "its backdoor shell answered",
         .no_output = " (no console output: is console=ttyS0 on the kernel command line?)",
-        .kill = kill_now,
-        .kill_hard = kill_now,
-        .exited = exited,
-        .exit_message = exit_message,
-        .boot_timeout_message = boot_timeout_message,
-        .destroy = qemu_destroy,
-        .start = vt_start,
-        .poweroff = vt_poweroff,
-        .reboot = vt_reboot,
-        .crash = vt_crash,
-        .release = vt_release,
-        .is_ready = vt_is_ready,
-        .exec = vt_exec,
-        .exec_cancel = vt_exec_cancel,
+
+        .kill = kill_now, .kill_hard = kill_now, .exited = exited, .exit_message = exit_message,
+        .boot_timeout_message = boot_timeout_message, .destroy = qemu_destroy,
+
+        .start = qemu_start, .poweroff = qemu_shutdown, .reboot = qemu_reboot, .crash = qemu_crash,
+        .release = qemu_release, .is_ready = vt_is_ready, .exec = vt_exec, .exec_cancel = vt_exec_cancel,
 };
 
-int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *userdata, Qemu **ret) {
+int qemu_new(sd_event *e, const QemuConfig *cfg, const MachineCallbacks *cb, void *userdata, Qemu **ret) {
         Qemu *q;
         int r;
 
@@ -1046,16 +989,7 @@ int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *
         q->shell = SHELL_DEAD;
         q->serial = (Console) { .q = q, .guest = true };
         q->messages = (Console) { .q = q };
-        q->m.userdata = userdata;
-        if (cb)
-                q->cb = *cb;
-        q->m.cb = (MachineCallbacks) {
-                .on_ready = q->cb.on_ready ? call_on_ready : NULL,
-                .on_exit = q->cb.on_exit ? call_on_exit : NULL,
-                .on_console_line = q->cb.on_console_line ? call_on_console_line : NULL,
-                .on_notice = q->cb.on_notice ? call_on_notice : NULL,
-                .on_qmp_event = q->cb.on_qmp_event ? call_on_qmp_event : NULL,
-        };
+        machine_set_callbacks(&q->m, cb, userdata);
         q->cfg = (QemuConfig) {
                 .name = strdup(cfg->name),
                 .state_dir = strdup(cfg->state_dir),
@@ -1121,26 +1055,28 @@ fail:
         return r;
 }
 
-int qemu_start(Qemu *q) {
-        _cleanup_free_ char *m = NULL;
+static int qemu_start(Machine *m) {
+        Qemu *q = (Qemu *) m;
+        _cleanup_free_ char *msg = NULL;
         AccelChoice a;
 
         if (q->m.pid > 0)
                 return -EBUSY;
         machine_set_start_error(&q->m, NULL);
-        int r = accel_choose(q->cfg.accel, kvm_usable() ? 0 : -errno, q->cfg.start_script, q->cfg.name, &a, &m);
+        int r = accel_choose(q->cfg.accel, kvm_usable() ? 0 : -errno, q->cfg.start_script, q->cfg.name, &a, &msg);
         if (r < 0) {
-                machine_set_start_error(&q->m, TAKE_PTR(m));
+                machine_set_start_error(&q->m, TAKE_PTR(msg));
                 return r;
         }
-        if (m && !q->pending_notice) {
-                q->pending_notice = TAKE_PTR(m);
+        if (msg && !q->pending_notice) {
+                q->pending_notice = TAKE_PTR(msg);
                 kick(q);
         }
         return spawn(q, a.kvm);
 }
 
-int qemu_shutdown(Qemu *q) {
+static int qemu_shutdown(Machine *m) {
+        Qemu *q = (Qemu *) m;
         int r;
 
         if (q->m.pid <= 0)
@@ -1167,7 +1103,8 @@ static void on_reboot_key(Qemu *q _unused_, int error _unused_, json_t *result _
         /* A failed sendkey shows as a boot that never answers (boot timeout). */
 }
 
-int qemu_reboot(Qemu *q) {
+static int qemu_reboot(Machine *m) {
+        Qemu *q = (Qemu *) m;
         bool running;
         int r;
 
@@ -1194,7 +1131,9 @@ int qemu_reboot(Qemu *q) {
         return r;
 }
 
-void qemu_crash(Qemu *q) {
+static void qemu_crash(Machine *m) {
+        Qemu *q = (Qemu *) m;
+
         if (q->m.pid <= 0)
                 return;
         q->m.state = MACHINE_KILLING;
@@ -1206,7 +1145,9 @@ void qemu_crash(Qemu *q) {
         (void) machine_arm_kill_timer(&q->m);
 }
 
-void qemu_release(Qemu *q) {
+static void qemu_release(Machine *m) {
+        Qemu *q = (Qemu *) m;
+
         if (q->m.pid <= 0)
                 return;
         q->m.state = MACHINE_KILLING;

@@ -1,8 +1,9 @@
 /* fuzz_qemu.c: fuzz target for what a VM's guest sends us over the backdoor shell (backdoor.c: the
- * sentinel, the base64 output line, the status line) and its serial console, and for what we
- * write from a test's strings (backdoor.c's shell quoting and command line, qemu.c's key names). Every input goes
- * through every parser; each result is checked against a small model written apart from the code
- * under test. QMP has a target of its own (fuzz_qmp.c). Built as fuzz.h says. */
+ * sentinel, the base64 output line, the status line) and its serial console (linebuf.c cuts it
+ * into lines), and for what we write from a test's strings (backdoor.c's shell quoting and command
+ * line, qemu.c's key names). Every input goes through every parser; each result is checked
+ * against a small model written apart from the code under test. QMP has a target of its own
+ * (fuzz_qmp.c). Built as fuzz.h says. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -14,6 +15,7 @@
 
 #include "fuzz.h"
 #include "backdoor.h"
+#include "linebuf.h"
 #include "qemu.h"
 #include "util.h"
 
@@ -269,8 +271,45 @@ static void check_console(const uint8_t *s, size_t len) {
         free(line);
 }
 
+/* linebuf.c cuts the stream as the model does, however the reads fall: each "\n" ends a line (not
+ * part of it), a line longer than the buffer comes out in pieces of LINEBUF_MAX. */
+static void check_linebuf(const uint8_t *data, size_t size) {
+        LineBuf b = {};
+        size_t i = 0, start = 0, step = 1 + fnv1a(data, size) % 7, got_len = 0;
+        char *line;
+
+        while (i < size) {
+                size_t n = size - i < step ? size - i : step;
+
+                while (n > 0) {
+                        size_t took = linebuf_feed(&b, (const char *) data + i, n, &line, &got_len);
+
+                        fuzz_check(took <= n && (took > 0 || line));
+                        i += took;
+                        n -= took;
+                        if (!line)
+                                continue;
+                        /* The model: from start, up to the "\n" or LINEBUF_MAX bytes. */
+                        {
+                                size_t e = start;
+
+                                while (e < size && data[e] != '\n' && e - start < LINEBUF_MAX)
+                                        e++;
+                                fuzz_check(got_len == e - start && memcmp(line, data + start, got_len) == 0);
+                                start = e < size && data[e] == '\n' ? e + 1 : e;
+                        }
+                }
+        }
+        line = linebuf_flush(&b, &got_len);
+        fuzz_check(!line == (start == size));
+        if (line)
+                fuzz_check(got_len == size - start && memcmp(line, data + start, got_len) == 0);
+}
+
 static void fuzz_console(const uint8_t *data, size_t size) {
         size_t start = 0;
+
+        check_linebuf(data, size);
 
         check_console(data, size);
         /* console_read cuts QEMU's stdout at each "\n", the "\n" not included. */

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "qemu.h"
+#include "machine.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -425,8 +426,8 @@ typedef struct Vm {
         char console[4096];
 } Vm;
 
-static void v_ready(Qemu *q, int error, const char *message) {
-        Vm *v = qemu_userdata(q);
+static void v_ready(Machine *m, int error, const char *message) {
+        Vm *v = machine_userdata(m);
 
         v->ready++;
         v->ready_error = error;
@@ -434,29 +435,29 @@ static void v_ready(Qemu *q, int error, const char *message) {
         v->message = message ? strdup(message) : NULL;
 }
 
-static void v_exit(Qemu *q, int status) {
-        Vm *v = qemu_userdata(q);
+static void v_exit(Machine *m, int status) {
+        Vm *v = machine_userdata(m);
 
         v->exited++;
         v->exit_status = status;
 }
 
-static void v_line(Qemu *q, const char *line, size_t len) {
-        Vm *v = qemu_userdata(q);
+static void v_line(Machine *m, const char *line, size_t len) {
+        Vm *v = machine_userdata(m);
         size_t l = strlen(v->console);
 
         v->lines++;
         snprintf(v->console + l, sizeof v->console - l, "%.*s\n", (int) len, line);
 }
 
-static void v_notice(Qemu *q, const char *message) {
-        Vm *v = qemu_userdata(q);
+static void v_notice(Machine *m, const char *message) {
+        Vm *v = machine_userdata(m);
 
         v->notices++;
         snprintf(v->notice, sizeof v->notice, "%s", message);
 }
 
-static const QemuCallbacks vm_callbacks = {
+static const MachineCallbacks vm_callbacks = {
         .on_ready = v_ready, .on_exit = v_exit, .on_console_line = v_line, .on_notice = v_notice,
 };
 
@@ -526,7 +527,7 @@ static Qemu *fake_new(Vm *v, const char *mode, uint64_t boot_timeout) {
 
         *v = (Vm) {};
         assert_int_equal(qemu_new(event, &cfg, &vm_callbacks, v, &q), 0);
-        assert_int_equal(qemu_start(q), 0);
+        assert_int_equal(machine_start(qemu_machine(q)), 0);
         return q;
 }
 
@@ -625,7 +626,7 @@ static void test_fake_split_sentinel(void **state) {
         assert_int_equal(v.ready_error, 0);
         /* The sentinel's newline came after the handshake: it must not read as an empty frame. */
         assert_res(run_cmd(q, "echo first", 0), 0, 0, "first\n", 6);
-        assert_int_equal(qemu_shutdown(q), 0);
+        assert_int_equal(machine_poweroff(qemu_machine(q)), 0);
         wait_exit(&v);
         assert_int_equal(v.exit_status, 128 + SIGUSR1);
         qemu_free(q);
@@ -680,7 +681,7 @@ static void test_fake_crash_and_free(void **state) {
         wait_ready(&v);
         assert_int_equal(qemu_exec(q, "sleep 30", 0, 0, on_res, &a, NULL), 0);
         (void) sd_event_run(event, 50000);
-        qemu_crash(q);   /* no QMP in the fake: SIGKILL */
+        machine_crash(qemu_machine(q));   /* no QMP in the fake: SIGKILL */
         wait_exit(&v);
         assert_int_equal(v.exit_status, 128 + SIGKILL);
         assert_true(a.done);
@@ -689,15 +690,15 @@ static void test_fake_crash_and_free(void **state) {
 
         /* Started again and released: SIGTERM. */
         v.ready = v.exited = 0;
-        assert_int_equal(qemu_start(q), 0);
+        assert_int_equal(machine_start(qemu_machine(q)), 0);
         wait_ready(&v);
-        qemu_release(q);
+        machine_release(qemu_machine(q));
         wait_exit(&v);
         assert_int_equal(v.exit_status, 128 + SIGTERM);
 
         /* Started again, then freed while it runs: killed and reaped on the spot. */
         v.ready = v.exited = 0;
-        assert_int_equal(qemu_start(q), 0);
+        assert_int_equal(machine_start(qemu_machine(q)), 0);
         wait_ready(&v);
         pid = qemu_pid(q);
         assert_true(pid > 0);
@@ -714,7 +715,7 @@ static void test_fake_shutdown_before_shell(void **state) {
         (void) state;
         (void) sd_event_run(event, 50000);
         /* No shell and no QMP (the fake serves none): killed after shutdown_timeout (0.3 s). */
-        assert_int_equal(qemu_shutdown(q), 0);
+        assert_int_equal(machine_poweroff(qemu_machine(q)), 0);
         assert_int_equal(qemu_exec(q, "true", 0, 0, on_res, NULL, NULL), -ESRCH);
         wait_ready(&v);
         assert_int_equal(v.ready_error, -ECANCELED);
