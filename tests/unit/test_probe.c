@@ -44,6 +44,16 @@ static int run_probe(sd_event *e, int pidfd, ProbeKind kind, const char *addr, i
         return answer;
 }
 
+static char sock_path[108];
+
+/* Runs even when an assertion failed: no socket file survives the test. */
+static int remove_socket(void **state) {
+        (void) state;
+        if (sock_path[0])
+                (void) unlink(sock_path);
+        return 0;
+}
+
 static void test_live(void **state) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         struct sockaddr_un un = { .sun_family = AF_UNIX };
@@ -75,6 +85,7 @@ static void test_live(void **state) {
         assert_int_equal(run_probe(e, pidfd, PROBE_TCP, "localhost", port), 0);
 
         snprintf(un.sun_path, sizeof un.sun_path, "/tmp/test_probe.%d.sock", (int) getpid());
+        snprintf(sock_path, sizeof sock_path, "%s", un.sun_path);
         unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_int_equal(bind(unix_fd, (struct sockaddr *) &un, sizeof un), 0);
         assert_int_equal(listen(unix_fd, 4), 0);
@@ -96,7 +107,7 @@ static void test_live(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_namespaces),
-                cmocka_unit_test(test_live),
+                cmocka_unit_test_teardown(test_live, remove_socket),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
