@@ -20,6 +20,8 @@
 #include "l_net.h"
 #include "nodecommon.h"
 #include "log.h"
+#include "preflight.h"
+#include "probe.h"
 #include "runtime.h"
 #include "sched.h"
 #include "units.h"
@@ -404,21 +406,10 @@ static int l_unit_show(lua_State *L) {
         return unit_request(L, true);
 }
 
-/* ---- probes: connect() from inside the container's namespaces, no tools needed ---- */
+/* ---- probes (probe.c): connect() from inside the container's namespaces, no tools needed ---- */
 
-typedef struct Probe {
-        Wait *w;
-        sd_event_source *child;
-        pid_t pid;
-} Probe;
-
-static void probe_cancel(Wait *w) {
-        Probe *p = w->data;
-        if (!p)
-                return;
-        kill(p->pid, SIGKILL);
-        sd_event_source_disable_unref(p->child);
-        free(p);
+static void probe_wait_cancel(Wait *w) {
+        probe_cancel(w->data);
 }
 
 static int push_bool(lua_State *L, void *userdata) {
@@ -426,24 +417,11 @@ static int push_bool(lua_State *L, void *userdata) {
         return 1;
 }
 
-static int on_probe_exit2(sd_event_source *s, const siginfo_t *si, void *userdata) {
-        Probe *p = userdata;
-        Wait *w = p->w;
-        bool ok = si->si_code == CLD_EXITED && si->si_status == 0;
-        sd_event_source_disable_unref(p->child);
-        w->data = NULL;
-        free(p);
-        sched_wake(w, true, push_bool, ok ? (void *) 1 : NULL);
-        return 0;
-}
+static void on_probe_done(bool listening, void *userdata) {
+        Wait *w = userdata;
 
-static int probe_connect(int family, int type, const struct sockaddr *sa, socklen_t len) {
-        int fd = socket(family, type | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return 1;
-        struct timeval tv = { .tv_sec = 2 };
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        return connect(fd, sa, len) == 0 ? 0 : 1;
+        w->data = NULL;
+        sched_wake(w, true, push_bool, listening ? (void *) 1 : NULL);
 }
 
 /* h:probe("tcp", addr, port) or h:probe("unix", path, dgram) -> true if something listens */
@@ -453,61 +431,19 @@ static int l_probe(lua_State *L) {
         const char *addr = luaL_checkstring(L, 3);
         bool tcp = streq(kind, "tcp");
         int port = tcp ? (int) luaL_checkinteger(L, 4) : 0;
-        bool dgram = !tcp && lua_toboolean(L, 4);
+        ProbeKind k = tcp ? PROBE_TCP : lua_toboolean(L, 4) ? PROBE_UNIX_DGRAM : PROBE_UNIX_STREAM;
+        Probe *p = NULL;
+        Wait *w;
+        int r;
 
         if (!machine_is_ready(n->m))
                 return luaL_error(L, "%s: the container is not running", n->name);
-        int pidfd = container_leader_pidfd(node_container(n));
-        pid_t pid = fork();
-        if (pid < 0)
-                return luaL_error(L, "fork: %s", strerror(errno));
-        if (pid == 0) {
-                if (setns(pidfd, CLONE_NEWNET | (tcp ? 0 : CLONE_NEWNS)) < 0)
-                        _exit(2);
-                if (tcp) {
-                        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-                        struct addrinfo *res = NULL;
-                        char ports[16];
-                        snprintf(ports, sizeof ports, "%d", port);
-                        /* "localhost" means ::1 and 127.0.0.1, as nc tries them */
-                        const char *host = streq(addr, "localhost") ? NULL : addr;
-                        if (!host) {
-                                struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port),
-                                                           .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-                                struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port),
-                                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                                if (probe_connect(AF_INET6, SOCK_STREAM, (struct sockaddr *) &a6, sizeof a6) == 0 ||
-                                    probe_connect(AF_INET, SOCK_STREAM, (struct sockaddr *) &a4, sizeof a4) == 0)
-                                        _exit(0);
-                                _exit(1);
-                        }
-                        /* Names are resolved with the container's /etc/hosts: enter its mounts. */
-                        if (setns(pidfd, CLONE_NEWNS) < 0)
-                                _exit(2);
-                        if (getaddrinfo(host, ports, &hints, &res) != 0)
-                                _exit(1);
-                        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-                                if (probe_connect(ai->ai_family, SOCK_STREAM, ai->ai_addr, ai->ai_addrlen) == 0)
-                                        _exit(0);
-                        _exit(1);
-                }
-                struct sockaddr_un un = { .sun_family = AF_UNIX };
-                strncpy(un.sun_path, addr, sizeof un.sun_path - 1);
-                _exit(probe_connect(AF_UNIX, dgram ? SOCK_DGRAM : SOCK_STREAM, (struct sockaddr *) &un, sizeof un));
-        }
-        Probe *p = calloc(1, sizeof(Probe));
-        p->pid = pid;
-        Wait *w = sched_wait_new(L, "%s: probing %s %s", n->name, kind, addr);
-        p->w = w;
-        int r = sd_event_add_child(sched_event(), &p->child, pid, WEXITED, on_probe_exit2, p);
-        if (r < 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                free(p);
-                return luaL_error(L, "cannot watch the probe: %s", strerror(-r));
-        }
+        w = sched_wait_new(L, "%s: probing %s %s", n->name, kind, addr);
+        r = probe_start(sched_event(), container_leader_pidfd(node_container(n)), k, addr, port, on_probe_done, w, &p);
+        if (r < 0)
+                return luaL_error(L, "%s: cannot probe %s %s: %s", n->name, kind, addr, strerror(-r));
         w->data = p;
-        w->cancel = probe_cancel;
+        w->cancel = probe_wait_cancel;
         return sched_suspend(L, w);
 }
 
@@ -582,7 +518,7 @@ static int l_host_exec(lua_State *L) {
 static int l_preflight(lua_State *L) {
         unsigned n = (unsigned) luaL_checkinteger(L, 1);
         _cleanup_free_ char *msg = NULL;
-        int r = container_preflight(n, &msg);
+        int r = preflight_containers(n, &msg);
         if (r < 0) {
                 lua_pushnil(L);
                 lua_pushstring(L, msg ? msg : strerror(-r));

@@ -4,14 +4,11 @@
  * root), crash, and commands through exec.c. */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <sys/inotify.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -19,22 +16,21 @@
 #include <sys/wait.h>
 #include <systemd/sd-id128.h>
 
+#include "cgroup.h"
+#include "child.h"
 #include "container.h"
 #include "machine.h"
 #include "strv.h"
 #include "journal.h"
+#include "linebuf.h"
+#include "nsenter.h"
+#include "preflight.h"
 #include "util.h"
 
 #define BOOT_TIMEOUT_DEFAULT (90 * 1000000ULL)
 #define SHUTDOWN_TIMEOUT_DEFAULT (30 * 1000000ULL)
 #define NSPAWN_EXIT_REBOOT 133
-#define LINE_MAX_LEN 4096
-/* About 8 for its systemd, one for our journal follower. */
-#define INOTIFY_PER_CONTAINER 9
-#define INOTIFY_MARGIN 32           /* for what else starts meanwhile */
-#define INOTIFY_SYSCTL "/proc/sys/fs/inotify/max_user_instances"
 #define KILL_GRACE_USEC (3 * 1000000ULL)
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* A start script gets a minimal environment, as under the NixOS driver; a PATH lets one written for a
  * host without Nix find its tools. */
 #define SCRIPT_PATH "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,7 +43,6 @@ struct Container {
         Machine m;
         ContainerConfig cfg;            /* deep copy */
         HostImageFile *files;
-        ContainerCallbacks cb;          /* container_new's; m.cb calls them */
 
         HostImage *image;
         char *shared_abs;               /* the shared directory, absolute, for a start script */
@@ -65,8 +60,7 @@ struct Container {
         sd_event_source *notify_source;
 
         sd_event_source *console_source;
-        char line[LINE_MAX_LEN];
-        size_t line_len;
+        LineBuf console_line;
         JournalFollower *journal;
         bool journal_draining;          /* the container is gone: its last journal lines */
 
@@ -81,113 +75,6 @@ struct Container {
 
 static int spawn_nspawn(Container *c);
 static void container_destroy(Machine *m);
-static void cgroups_remove(Container *c);
-
-/* ---- small helpers ---- */
-
-static bool find_in_path(const char *name, char *buf, size_t size) {
-        const char *path = getenv("PATH");
-        _cleanup_free_ char *copy = strdup(path && *path ? path : DEFAULT_PATH);
-        char *save = NULL;
-
-        if (!copy)
-                return false;
-        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-                snprintf(buf, size, "%s/%s", d, name);
-                if (access(buf, X_OK) == 0)
-                        return true;
-        }
-        return false;
-}
-
-/* ---- preflight ---- */
-
-static int read_uint(const char *path, unsigned long *ret) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-
-        if (!f)
-                return -errno;
-        return fscanf(f, "%lu", ret) == 1 ? 0 : -EIO;
-}
-
-/* How many more inotify instances this user may create now, counted up to max. The limit is per user
- * and machine-wide: other runs' containers and the host's daemons hold some, and nothing tells how
- * many (our /proc may show this run's processes only). Creating them is the one exact count; they are
- * closed at once. */
-static long inotify_headroom(long max) {
-        _cleanup_free_ int *fds = calloc(max > 0 ? max : 1, sizeof(int));
-        struct rlimit old, lifted;
-        long n = 0;
-        int error = 0;
-
-        if (!fds)
-                return -ENOMEM;
-        /* Our own descriptor limit says EMFILE too: lift it for the count. */
-        if (getrlimit(RLIMIT_NOFILE, &old) < 0)
-                return -errno;
-        lifted = (struct rlimit) { .rlim_cur = old.rlim_max, .rlim_max = old.rlim_max };
-        (void) setrlimit(RLIMIT_NOFILE, &lifted);
-        while (n < max) {
-                int fd = inotify_init1(IN_CLOEXEC);
-                if (fd < 0) {
-                        error = errno;
-                        break;
-                }
-                fds[n++] = fd;
-        }
-        for (long i = 0; i < n; i++)
-                close(fds[i]);
-        (void) setrlimit(RLIMIT_NOFILE, &old);
-        return error != 0 && error != EMFILE ? -error : n;
-}
-
-int container_preflight(unsigned n_containers, char **ret_message) {
-        unsigned long limit, need, want = (unsigned long) n_containers * INOTIFY_PER_CONTAINER + INOTIFY_MARGIN;
-        char path[PATH_MAX];
-        _cleanup_fclose_ FILE *f = NULL;
-        long headroom;
-        int r;
-
-        if (!find_in_path("systemd-nspawn", path, sizeof path)) {
-                if (ret_message)
-                        *ret_message = strdup("systemd-nspawn not found in PATH: containers need it; install it "
-                                              "(apt-get install systemd-container)");
-                return -ENOENT;
-        }
-        r = read_uint(INOTIFY_SYSCTL, &limit);
-        if (r < 0)
-                return 0;   /* no such sysctl: nothing we can check */
-        headroom = inotify_headroom((long) want);
-        if (headroom < 0 || (unsigned long) headroom >= want)
-                return 0;
-        /* The limit counts what others hold too: raise it by what we lack. */
-        need = limit + (want - (unsigned long) headroom);
-
-        /* Each container needs about 9 inotify instances (8 for its systemd, one for our journal
-         * follower); past the limit its systemd fails with "Too many open files": it never becomes
-         * ready, or comes up without its path units. */
-        f = fopen(INOTIFY_SYSCTL, "we");
-        if (f) {
-                fprintf(f, "%lu\n", need);
-                if (fclose(TAKE_PTR(f)) == 0 && read_uint(INOTIFY_SYSCTL, &limit) >= 0 && limit >= need) {
-                        if (ret_message &&
-                            asprintf(ret_message,
-                                     "raised fs.inotify.max_user_instances to %lu for %u containers (%ld were free: "
-                                     "other containers and daemons hold the rest; a global setting, it stays "
-                                     "until reboot or until set back with sysctl)",
-                                     need, n_containers, headroom) < 0)
-                                *ret_message = NULL;
-                        return 1;
-                }
-        }
-        if (ret_message &&
-            asprintf(ret_message,
-                     "fs.inotify.max_user_instances is %lu and only %ld are free, too few for %u containers "
-                     "(about %d each); raise it as root: sysctl -w fs.inotify.max_user_instances=%lu",
-                     limit, headroom, n_containers, INOTIFY_PER_CONTAINER, need) < 0)
-                *ret_message = NULL;
-        return -EMFILE;
-}
 
 /* ---- the nspawn command line ---- */
 
@@ -361,14 +248,13 @@ static void emit_line(Container *c, const char *line, size_t len) {
 }
 
 static void console_feed(Container *c, const char *buf, size_t len) {
-        for (size_t i = 0; i < len && machine_alive(&c->m); i++) {
-                if (buf[i] == '\n' || c->line_len == sizeof c->line) {
-                        emit_line(c, c->line, c->line_len);
-                        c->line_len = 0;
-                        if (buf[i] == '\n')
-                                continue;
-                }
-                c->line[c->line_len++] = buf[i];
+        for (size_t i = 0; i < len && machine_alive(&c->m);) {
+                char *line;
+                size_t l = 0;
+
+                i += linebuf_feed(&c->console_line, buf + i, len - i, &line, &l);
+                if (line)
+                        emit_line(c, line, l);
         }
 }
 
@@ -391,12 +277,15 @@ static bool console_read(Container *c) {
 }
 
 static void console_close(Container *c) {
+        char *line;
+        size_t l = 0;
+
         if (!c->console_source)
                 return;
         (void) console_read(c);
-        if (c->line_len > 0 && machine_alive(&c->m))
-                emit_line(c, c->line, c->line_len);
-        c->line_len = 0;
+        line = linebuf_flush(&c->console_line, &l);
+        if (line && machine_alive(&c->m))
+                emit_line(c, line, l);
         c->console_source = sd_event_source_disable_unref(c->console_source);
 }
 
@@ -550,7 +439,7 @@ static void fail_if_inotify_starved(Container *c) {
 
         if (!machine_alive(&c->m) || !c->inotify_starved || (c->m.state != MACHINE_BOOTING && c->m.state != MACHINE_REBOOTING))
                 return;
-        (void) read_uint(INOTIFY_SYSCTL, &limit);
+        (void) preflight_inotify_limit(&limit);
         m = machine_failure_message(&c->m, "its systemd ran out of inotify instances while booting (\"Too many open files\"): "
                             "other containers and daemons hold the rest; raise fs.inotify.max_user_instances "
                             "(now %lu) as root: sysctl -w fs.inotify.max_user_instances=%lu",
@@ -614,7 +503,7 @@ static void on_leader_notified(Container *c, const char *value) {
         if (c->leader_pidfd >= 0)
                 close(c->leader_pidfd);
         c->leader = pid;
-        c->leader_pidfd = machine_pidfd_open(pid);
+        c->leader_pidfd = nsenter_pidfd_open(pid);
         if (c->leader_pidfd < 0) {
                 c->leader = 0;
                 return;
@@ -739,7 +628,7 @@ static void forget_boot(Container *c) {
         c->inotify_starved = false;
         c->login_env = (strv_free(c->login_env), NULL);
         machine_forget_run(&c->m);
-        cgroups_remove(c);
+        cgroup_node_remove(c->cgroups);
 }
 
 static int exited(Machine *m, int status, MachineState was) {
@@ -770,178 +659,13 @@ static char *exit_message(Machine *m, int status) {
         return machine_failure_message(m, "systemd-nspawn exited with status %d before the node was ready", status);
 }
 
-/* ---- a cgroup of its own ----
- * With --keep-unit, nspawn moves its container into "<the cgroup nspawn runs in>/payload" (and itself
- * into ".../supervisor"). Started from our cgroup, every container of the run, and of any other run
- * started from the same cgroup (the root cgroup of a host without systemd), would share that payload:
- * their systemds would manage one cgroup tree, each removing unit cgroups the others had just made
- * ("Failed to attach 26 to compat systemd cgroup /system.slice/dbus.service: No such file or
- * directory", units failing at random). So each nspawn
- * starts in <our cgroup>/moonrig-<run>/<node>, a start script's keeper, script and nspawn alike. */
-
-#define CGROUP_RUN_PREFIX "moonrig-"
-
-static const char *cgroup_unified_mount(void) {
-        if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
-                return "/sys/fs/cgroup/unified";   /* hybrid */
-        if (access("/sys/fs/cgroup/cgroup.procs", F_OK) == 0)
-                return "/sys/fs/cgroup";
-        return NULL;
-}
-
-/* Our cgroup's directory in each hierarchy nspawn uses (the unified one, name=systemd's); returns how
- * many. */
-static size_t cgroup_our_dirs(char *dirs[static 2]) {
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/cgroup", "re");
-        char line[PATH_MAX];
-        size_t n = 0;
-
-        while (f && n < 2 && fgets(line, sizeof line, f)) {
-                const char *mount = NULL, *path = NULL;
-
-                line[strcspn(line, "\n")] = '\0';
-                if (startswith(line, "0::")) {
-                        mount = cgroup_unified_mount();
-                        path = line + 3;
-                } else if ((path = strstr(line, ":name=systemd:"))) {
-                        mount = "/sys/fs/cgroup/systemd";
-                        path += strlen(":name=systemd:");
-                }
-                if (!mount || !path || access(mount, F_OK) < 0)
-                        continue;
-                if (asprintf(&dirs[n], "%s%s", mount, streq(path, "/") ? "" : path) < 0)
-                        break;
-                n++;
-        }
-        return n;
-}
-
-static bool cgroup_populated;
-
-static int note_populated(const char *path, const struct stat *st _unused_, int type, struct FTW *f _unused_) {
-        char procs[PATH_MAX], c;
-        _cleanup_close_ int fd = -1;
-
-        if (type != FTW_D)
-                return 0;
-        snprintf(procs, sizeof procs, "%s/cgroup.procs", path);
-        fd = open(procs, O_RDONLY | O_CLOEXEC);
-        /* Unreadable: count it as a live run's, to be left alone. */
-        if (fd < 0 || read(fd, &c, 1) != 0) {
-                cgroup_populated = true;
-                return 1;
-        }
-        return 0;
-}
-
-static int rmdir_one(const char *path, const struct stat *st _unused_, int type, struct FTW *f _unused_) {
-        if (type == FTW_DP)
-                (void) rmdir(path);
-        return 0;
-}
-
-/* What a container's systemd made below (rmdir fails on a cgroup that still holds a process). */
-static void cgroup_remove_tree(const char *dir) {
-        (void) nftw(dir, rmdir_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-/* A run killed with SIGKILL left its cgroups behind. Only trees without a process in them go: a live
- * run's hold its nspawns, and removing the empty unit cgroups of its containers is the very trouble
- * we avoid. */
-static void cgroup_sweep(const char *our_dir) {
-        _cleanup_closedir_ DIR *d = opendir(our_dir);
-        struct dirent *de;
-
-        while (d && (de = readdir(d))) {
-                _cleanup_free_ char *run = NULL;
-
-                if (de->d_type != DT_DIR || !startswith(de->d_name, CGROUP_RUN_PREFIX) ||
-                    asprintf(&run, "%s/%s", our_dir, de->d_name) < 0)
-                        continue;
-                cgroup_populated = false;
-                if (nftw(run, note_populated, 16, FTW_PHYS | FTW_MOUNT) < 0 || cgroup_populated)
-                        continue;
-                cgroup_remove_tree(run);
-        }
-}
-
-/* Where we may not make one, nspawn runs where we are, as it would without this. */
-static void cgroups_make(Container *c) {
-        static char run_id[17];
-        char *dirs[2] = {};
-        size_t n = cgroup_our_dirs(dirs);
-        sd_id128_t id;
-
-        if (!run_id[0]) {
-                for (size_t i = 0; i < n; i++)
-                        cgroup_sweep(dirs[i]);
-                if (sd_id128_randomize(&id) >= 0)
-                        snprintf(run_id, sizeof run_id, "%016" PRIx64, id.qwords[0]);
-        }
-        for (size_t i = 0, k = 0; i < n; i++) {
-                _cleanup_free_ char *run = NULL, *node = NULL;
-
-                if (run_id[0] && asprintf(&run, "%s/" CGROUP_RUN_PREFIX "%s", dirs[i], run_id) >= 0 &&
-                    asprintf(&node, "%s/%s", run, c->cfg.name) >= 0 && (mkdir(run, 0755) >= 0 || errno == EEXIST) &&
-                    (mkdir(node, 0755) >= 0 || errno == EEXIST))
-                        c->cgroups[k++] = TAKE_PTR(node);
-                free(dirs[i]);
-        }
-}
-
-/* In the child, before exec. Makes them again: a run starting meanwhile may have taken them for a
- * dead run's (it saw no process in them). */
-static void cgroups_join(char *const *cgroups, size_t n) {
-        char path[PATH_MAX];
-
-        for (size_t i = 0; i < n && cgroups[i]; i++) {
-                char *slash;
-                int fd;
-
-                snprintf(path, sizeof path, "%s", cgroups[i]);
-                slash = strrchr(path, '/');
-                *slash = '\0';
-                (void) mkdir(path, 0755);
-                *slash = '/';
-                (void) mkdir(path, 0755);
-                snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[i]);
-                fd = open(path, O_WRONLY | O_CLOEXEC);
-                if (fd < 0)
-                        continue;
-                (void) !write(fd, "0", 1);
-                close(fd);
-        }
-}
-
-/* Once nspawn is gone: what its container's systemd left below, the node's cgroup, and the run's when
- * it was the last. */
-static void cgroups_remove(Container *c) {
-        for (size_t i = 0; i < ELEMENTSOF(c->cgroups); i++) {
-                _cleanup_free_ char *cg = TAKE_PTR(c->cgroups[i]);
-
-                if (!cg)
-                        continue;
-                cgroup_remove_tree(cg);
-                *strrchr(cg, '/') = '\0';
-                (void) rmdir(cg);
-        }
-}
-
 /* ---- starting nspawn ---- */
 
-/* In the child: dies with us, its own session (a Ctrl-C on our terminal must not reach it), default
- * signals, stdin /dev/null, stdout and stderr to out_fd. */
+/* In the child: detached (child.h), stdin /dev/null, stdout and stderr to out_fd. */
 static void child_setup(int out_fd, pid_t parent) {
-        sigset_t none;
         int null_fd;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                _exit(127);
-        (void) setsid();
-        for (int sig = 1; sig < _NSIG; sig++)
-                (void) signal(sig, SIG_DFL);
-        sigemptyset(&none);
-        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        child_detach(parent);
         null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
                 _exit(127);
@@ -951,7 +675,7 @@ static void child_setup(int out_fd, pid_t parent) {
 static _Noreturn void exec_nspawn(char **argv, char **envp) {
         char path[PATH_MAX];
 
-        if (find_in_path("systemd-nspawn", path, sizeof path))
+        if (preflight_find_in_path("systemd-nspawn", path, sizeof path))
                 execve(path, argv, envp);
         dprintf(2, "cannot run systemd-nspawn: %m (apt-get install systemd-container)\n");
         _exit(127);
@@ -1054,7 +778,7 @@ static int spawn_nspawn(Container *c) {
                 argv = container_script_argv(&c->cfg);
                 envp = container_script_env(c->image->root, c->shared_abs ?: c->cfg.shared_dir, notify);
         } else {
-                char *e[] = { (char *) "PATH=" DEFAULT_PATH, NULL, NULL };
+                char *e[] = { (char *) "PATH=" PREFLIGHT_DEFAULT_PATH, NULL, NULL };
                 argv = container_nspawn_argv(&c->cfg, c->image->root, c->image->machine_id, !!c->m.cb.on_journal_line);
                 if (asprintf(&e[1], "NOTIFY_SOCKET=%s", notify) >= 0)
                         envp = strv_copy(e);
@@ -1070,16 +794,16 @@ static int spawn_nspawn(Container *c) {
                 r = -errno;
                 goto fail_pipe;
         }
-        cgroups_make(c);
+        cgroup_node_make(c->cfg.name, c->cgroups);
         c->m.pid = fork();
         if (c->m.pid < 0) {
                 r = -errno;
-                cgroups_remove(c);
+                cgroup_node_remove(c->cgroups);
                 goto fail_pipe;
         }
         if (c->m.pid == 0) {
                 child_setup(out[1], parent);
-                cgroups_join(c->cgroups, ELEMENTSOF(c->cgroups));
+                cgroup_node_join(c->cgroups, ELEMENTSOF(c->cgroups));
                 if (c->cfg.start_script)
                         keeper_main(argv, envp, c->image->root);
                 exec_nspawn(argv, envp);
@@ -1112,7 +836,7 @@ fail_child:
         }
         c->m.child_source = sd_event_source_disable_unref(c->m.child_source);
         c->m.pid = 0;
-        cgroups_remove(c);
+        cgroup_node_remove(c->cgroups);
         return r;
 fail_pipe:
         close(out[0]);
@@ -1147,7 +871,8 @@ static int fail_later(Container *c, int error, char *message) {
         return 0;
 }
 
-int container_start(Container *c) {
+static int container_start(Machine *m) {
+        Container *c = (Container *) m;
         _cleanup_free_ char *message = NULL;
         int r;
 
@@ -1190,7 +915,9 @@ int container_start(Container *c) {
 
 /* ---- control ---- */
 
-int container_shutdown(Container *c) {
+static int container_shutdown(Machine *m) {
+        Container *c = (Container *) m;
+
         if (!c || c->m.state == MACHINE_STOPPED)
                 return -ESRCH;
         if (c->m.state == MACHINE_STOPPING || c->m.state == MACHINE_KILLING)
@@ -1205,7 +932,9 @@ int container_shutdown(Container *c) {
         return machine_arm_shutdown_timer(&c->m);
 }
 
-int container_reboot(Container *c) {
+static int container_reboot(Machine *m) {
+        Container *c = (Container *) m;
+
         if (!c || c->m.state != MACHINE_READY || c->leader <= 0)
                 return -EBUSY;
         c->m.state = MACHINE_REBOOTING;
@@ -1216,20 +945,23 @@ int container_reboot(Container *c) {
         return machine_arm_boot_timer(&c->m, c->cfg.boot_timeout_usec + c->cfg.shutdown_timeout_usec);
 }
 
-void container_crash(Container *c) {
+static void container_crash(Machine *m) {
+        Container *c = (Container *) m;
+
         if (!c || c->m.state == MACHINE_STOPPED)
                 return;
         c->m.state = MACHINE_KILLING;
         machine_kill(&c->m);
 }
 
-void container_release(Container *c) {
+static void container_release(Machine *m) {
+        Container *c = (Container *) m;
         int r;
 
         if (!c || c->m.state == MACHINE_STOPPED || c->m.state == MACHINE_KILLING)
                 return;
         if (!c->cfg.start_script) {
-                container_crash(c);
+                container_crash(&c->m);
                 return;
         }
         if (c->term_sent)
@@ -1238,32 +970,12 @@ void container_release(Container *c) {
         c->m.state = MACHINE_STOPPING;
         r = machine_arm_shutdown_timer(&c->m);
         if (r < 0)
-                container_crash(c);
+                container_crash(&c->m);
 }
 
 /* ---- life ---- */
 
-/* The machine interface (machine.h) over the functions below. */
-static int vt_start(Machine *m) {
-        return container_start((Container *) m);
-}
-
-static int vt_poweroff(Machine *m) {
-        return container_shutdown((Container *) m);
-}
-
-static int vt_reboot(Machine *m) {
-        return container_reboot((Container *) m);
-}
-
-static void vt_crash(Machine *m) {
-        container_crash((Container *) m);
-}
-
-static void vt_release(Machine *m) {
-        container_release((Container *) m);
-}
-
+/* The machine interface (machine.h): the lifecycle above, and what follows. */
 static bool vt_is_ready(Machine *m) {
         return m->state == MACHINE_READY;
 }
@@ -1292,49 +1004,18 @@ static int vt_add_file(Machine *m, const char *path, const void *content, size_t
         return container_add_file((Container *) m, &f);
 }
 
-/* container_new's callbacks, typed for a Container. */
-static void call_on_ready(Machine *m, int error, const char *message) {
-        ((Container *) m)->cb.on_ready((Container *) m, error, message);
-}
-
-static void call_on_exit(Machine *m, int status) {
-        ((Container *) m)->cb.on_exit((Container *) m, status);
-}
-
-static void call_on_console_line(Machine *m, const char *line, size_t len) {
-        ((Container *) m)->cb.on_console_line((Container *) m, line, len);
-}
-
-static void call_on_leader(Machine *m, pid_t leader) {
-        ((Container *) m)->cb.on_leader((Container *) m, leader);
-}
-
-static void call_on_journal_line(Machine *m, const char *line, size_t len) {
-        ((Container *) m)->cb.on_journal_line((Container *) m, line, len);
-}
-
+/* Grouped by who calls what: the words of machine.c's messages, its hooks, then the operations
+ * machine_start ... machine_add_file dispatch to. */
 static const MachineVTable container_vtable = {
-        .kind = MACHINE_CONTAINER,
-        .noun = "container",
-        .process = "systemd-nspawn",
-        .ready_what = "it became ready",
-        .no_output = " (no console output)",
-        .kill = kill_payload,
-        .kill_hard = kill_nspawn,
-        .exited = exited,
-        .exit_message = exit_message,
-        .boot_timeout_message = boot_timeout_message,
-        .failure_hint = failure_hint,
-        .destroy = container_destroy,
-        .start = vt_start,
-        .poweroff = vt_poweroff,
-        .reboot = vt_reboot,
-        .crash = vt_crash,
-        .release = vt_release,
-        .is_ready = vt_is_ready,
-        .exec = vt_exec,
-        .exec_cancel = vt_exec_cancel,
-        .add_file = vt_add_file,
+        .kind = MACHINE_CONTAINER, .noun = "container", .process = "systemd-nspawn",
+        .ready_what = "it became ready", .no_output = " (no console output)",
+
+        .kill = kill_payload, .kill_hard = kill_nspawn, .exited = exited, .exit_message = exit_message,
+        .boot_timeout_message = boot_timeout_message, .failure_hint = failure_hint, .destroy = container_destroy,
+
+        .start = container_start, .poweroff = container_shutdown, .reboot = container_reboot,
+        .crash = container_crash, .release = container_release, .is_ready = vt_is_ready,
+        .exec = vt_exec, .exec_cancel = vt_exec_cancel, .add_file = vt_add_file,
 };
 
 static int copy_file(const HostImageFile *f, HostImageFile *g) {
@@ -1444,7 +1125,7 @@ static void config_free(Container *c) {
         free(c->files);
 }
 
-int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
+int container_new(sd_event *e, const ContainerConfig *cfg, const MachineCallbacks *cb, void *userdata,
                   Container **ret) {
         bool tree = cfg && cfg->image && !streq(cfg->image, "host");
         Container *c;
@@ -1457,15 +1138,7 @@ int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallba
         if (!c)
                 return -ENOMEM;
         machine_init(&c->m, &container_vtable, e, NULL);
-        c->cb = cb ? *cb : (ContainerCallbacks) {};
-        c->m.cb = (MachineCallbacks) {
-                .on_ready = c->cb.on_ready ? call_on_ready : NULL,
-                .on_exit = c->cb.on_exit ? call_on_exit : NULL,
-                .on_console_line = c->cb.on_console_line ? call_on_console_line : NULL,
-                .on_leader = c->cb.on_leader ? call_on_leader : NULL,
-                .on_journal_line = c->cb.on_journal_line ? call_on_journal_line : NULL,
-        };
-        c->m.userdata = userdata;
+        machine_set_callbacks(&c->m, cb, userdata);
         c->leader_pidfd = c->notify_fd = -1;
         r = copy_config(c, cfg);
         c->m.name = c->cfg.name;
@@ -1486,7 +1159,7 @@ static void container_destroy(Machine *m) {
         exec_cancel(TAKE_PTR(c->env_job));
         /* Owns nspawn: waits for it. */
         c->m.child_source = sd_event_source_disable_unref(c->m.child_source);
-        cgroups_remove(c);
+        cgroup_node_remove(c->cgroups);
         c->console_source = sd_event_source_disable_unref(c->console_source);
         c->notify_source = sd_event_source_disable_unref(c->notify_source);   /* closes notify_fd */
         c->deferred_source = sd_event_source_disable_unref(c->deferred_source);

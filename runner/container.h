@@ -10,6 +10,7 @@
 
 #include "exec.h"
 #include "hostimage.h"
+#include "machine.h"
 
 typedef struct Container Container;
 
@@ -21,7 +22,7 @@ typedef struct ContainerConfig {
         const char *system;            /* a NixOS toplevel (/nix/store/...-nixos-system-x): boots its init
                                         * in an empty tree (state_dir/root) with /nix/store bound read-only */
         const char *start_script;      /* a nixpkgs run-<name>-nspawn script: it builds the root (the state
-                                        * directory) and runs systemd-nspawn itself; see container_start */
+                                        * directory) and runs systemd-nspawn itself; see "start" below */
         bool persistent;               /* a directory tree: boot it in place, writes go into it */
         const char *state_dir;         /* the node's own; its writable state lives here all run */
         const char *shared_dir;        /* NULL: none; else bound at /tmp/shared */
@@ -41,46 +42,33 @@ typedef struct ContainerConfig {
         uint64_t shutdown_timeout_usec;/* 0: 30 s; then the container is killed */
 } ContainerConfig;
 
-typedef struct ContainerCallbacks {
-        /* The container's namespaces exist and its init is starting, not ready: move network links
-         * into its network namespace now (leader's /proc/<pid>/ns/net). Once per boot: a reboot
-         * starts systemd-nspawn again with a new network namespace, and the veths that were in the
-         * old one are gone. Optional. */
-        void (*on_leader)(Container *c, pid_t leader);
-        /* Once per boot (start, reboot, or a reboot the node did itself): error 0 and message NULL
-         * when READY=1 arrived and commands can run (the login environment is computed by then);
-         * else a negative errno (-ETIMEDOUT, -ECHILD: nspawn exited, -ECANCELED: shut down or
-         * crashed first, -EMFILE: its systemd said it ran out of inotify instances, on the console or
-         * in the journal) and a message naming the node, what happened and its last console lines.
-         * A failed boot is followed by on_exit, unless nspawn never started (bad files, say). */
-        void (*on_ready)(Container *c, int error, const char *message);
-        /* systemd-nspawn exited for good (not for a reboot): exit status, or 128+signal. */
-        void (*on_exit)(Container *c, int status);
-        /* One console line, without its newline (for a start script: a line of its output). Optional. */
-        void (*on_console_line)(Container *c, const char *line, size_t len);
-        /* One line of the container's journal, formatted like `journalctl -o short` without the time
-         * and host: "nginx[123]: message" (a message of several lines gives several). Optional: the
-         * journal is followed only when this is set, from the time the leader is known until the
-         * container exits (its last entries come before on_exit), for each boot. It is read from the
-         * files journald writes, within 100 ms (50 ms median) of an entry. When set, systemd's
-         * status lines ("[  OK  ] Started x") leave the console but for failures: the journal has
-         * each as "systemd[1]: Started x." (a start script's console is the script's business). */
-        void (*on_journal_line)(Container *c, const char *line, size_t len);
-} ContainerCallbacks;
-
-/* Before booting n containers: systemd-nspawn must exist, and as many inotify instances as n more
- * containers need (about 9 each) must be free under fs.inotify.max_user_instances, counting those
- * that other containers and daemons hold (it creates them to count, and closes them at once): if too
- * few are, the limit is raised by the shortfall (a global setting: the message says so). Returns 0, 1
- * if it raised the limit, or a negative errno; with a message in *ret_message (free it) in the last
- * two cases. */
-int container_preflight(unsigned n_containers, char **ret_message);
+/* The callbacks (machine.h's MachineCallbacks, each optional) a container calls, as it calls them:
+ * - on_leader: the container's namespaces exist and its init is starting, not ready: move network
+ *   links into its network namespace now (leader's /proc/<pid>/ns/net). Once per boot: a reboot
+ *   starts systemd-nspawn again with a new network namespace, and the veths that were in the old
+ *   one are gone.
+ * - on_ready: once per boot (start, reboot, or a reboot the node did itself): error 0 and message
+ *   NULL when READY=1 arrived and commands can run (the login environment is computed by then);
+ *   else a negative errno (-ETIMEDOUT, -ECHILD: nspawn exited, -ECANCELED: shut down or crashed
+ *   first, -EMFILE: its systemd said it ran out of inotify instances, on the console or in the
+ *   journal) and a message naming the node, what happened and its last console lines. A failed
+ *   boot is followed by on_exit, unless nspawn never started (bad files, say).
+ * - on_exit: systemd-nspawn exited for good (not for a reboot): exit status, or 128+signal.
+ * - on_console_line: one console line, without its newline (for a start script: a line of its
+ *   output).
+ * - on_journal_line: one line of the container's journal, formatted like `journalctl -o short`
+ *   without the time and host: "nginx[123]: message" (a message of several lines gives several).
+ *   The journal is followed only when this is set, from the time the leader is known until the
+ *   container exits (its last entries come before on_exit), for each boot. It is read from the
+ *   files journald writes, within 100 ms (50 ms median) of an entry. When set, systemd's status
+ *   lines ("[  OK  ] Started x") leave the console but for failures: the journal has each as
+ *   "systemd[1]: Started x." (a start script's console is the script's business). */
 
 /* Copies cfg. SIGCHLD must be blocked. Call from a private mount namespace: the root is built
  * with mounts under the state directory (at the first start; see hostimage.h). A callback may call
  * container_free on its container. -EINVAL for a bad name, or more than one of a directory image,
  * system and start_script. */
-int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallbacks *cb, void *userdata,
+int container_new(sd_event *e, const ContainerConfig *cfg, const MachineCallbacks *cb, void *userdata,
                   Container **ret);
 
 /* Adds a file to those put in place before the first boot (the runner's /etc/hosts, known only
@@ -89,7 +77,10 @@ int container_new(sd_event *e, const ContainerConfig *cfg, const ContainerCallba
  * NixOS system writes its own /etc, /etc/hosts included). */
 int container_add_file(Container *c, const HostImageFile *f);
 
-/* Returns at once; on_ready tells the outcome. -EBUSY if it runs already.
+/* A container's lifecycle goes through machine.h (machine_start, machine_poweroff, machine_reboot,
+ * machine_crash, machine_release on container_machine(c)); what each does for a container:
+ *
+ * start: returns at once; on_ready tells the outcome. -EBUSY if it runs already.
  * systemd-nspawn runs in a cgroup of its own, <our cgroup>/moonrig-<run>/<node> in each hierarchy
  * nspawn uses (its container goes in payload/ below), removed once nspawn exits: containers that
  * shared one cgroup would remove each other's unit cgroups. The first start of a process removes the
@@ -102,28 +93,23 @@ int container_add_file(Container *c, const HostImageFile *f);
  * before that fails the boot with its last output lines. It runs (in the node's cgroup) under a
  * keeper process of ours that reaps whatever the script leaves behind; the node is down once the
  * script and all that are gone.
- * An exit status of 133 (nspawn's reboot) starts the script again. */
-int container_start(Container *c);
-
-/* Orderly poweroff; on_exit follows (the container is killed after shutdown_timeout). */
-int container_shutdown(Container *c);
-
-/* Reboot, keeping all state; on_ready follows once it is up again. -EBUSY unless ready. */
-int container_reboot(Container *c);
-
-/* Pull the plug: SIGKILL the container and systemd-nspawn (for a start script: the script's process
- * group and the container, all at once); on_exit follows. */
-void container_crash(Container *c);
-
-/* The end of the run, without waiting: a start script gets SIGTERM, so that its launcher cleans up
+ * An exit status of 133 (nspawn's reboot) starts the script again.
+ *
+ * poweroff: orderly; on_exit follows (the container is killed after shutdown_timeout).
+ *
+ * reboot: keeping all state; on_ready follows once it is up again. -EBUSY unless ready.
+ *
+ * crash: pull the plug: SIGKILL the container and systemd-nspawn (for a start script: the script's process
+ * group and the container, all at once); on_exit follows.
+ *
+ * release: the end of the run, without waiting: a start script gets SIGTERM, so that its launcher cleans up
  * (the nixpkgs one removes its veths and network namespace), and is killed if it has not exited
  * after shutdown_timeout; any other container is crashed. on_exit follows. Call it for every node,
  * then container_free each: they stop in parallel. */
-void container_release(Container *c);
 
 /* Kills it if it runs (waiting for systemd-nspawn synchronously), unmounts its root. The state
  * directory stays (the caller decides whether to keep it). A start script that was not crashed gets
- * its SIGTERM and up to shutdown_timeout first, as with container_release. */
+ * its SIGTERM and up to shutdown_timeout first, as with a release. */
 void container_free(Container *c);
 
 bool container_is_up(Container *c);      /* systemd-nspawn runs */

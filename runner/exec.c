@@ -12,9 +12,9 @@
 #include <sys/wait.h>
 
 #include "exec.h"
+#include "nsenter.h"
 #include "util.h"
 
-#define NS_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP)
 #define READ_CHUNK_MIN (64 * 1024)
 #define PIPE_SIZE (1024 * 1024)
 
@@ -45,10 +45,6 @@ struct ExecJob {
         bool start_failed;      /* the command never ran: status -1 */
         int status, error;
 };
-
-static int pidfd_open_(pid_t pid) {
-        return (int) syscall(SYS_pidfd_open, pid, 0);
-}
 
 /* ---- pure helpers ---- */
 
@@ -324,8 +320,10 @@ static int helper_main(void *userdata) {
         volatile Launch *l = userdata;
         pid_t pid;
 
-        if (setns(l->spec->leader_pidfd, NS_FLAGS) < 0) {
-                l->setup_errno = errno;
+        int r = nsenter_enter(l->spec->leader_pidfd, NSENTER_ALL);
+
+        if (r < 0) {
+                l->setup_errno = -r;
                 _exit(1);
         }
         /* setns(CLONE_NEWPID) applies to children only: the command is created after it. */
@@ -654,10 +652,10 @@ static int add_reader(ExecJob *j, sd_event_source **s, int fd) {
 }
 
 static int job_watch(ExecJob *j) {
-        int pidfd = pidfd_open_(j->pid), r;
+        int pidfd = nsenter_pidfd_open(j->pid), r;
 
         if (pidfd < 0)
-                return -errno;
+                return pidfd;
         r = sd_event_add_child_pidfd(j->event, &j->child_source, pidfd, WEXITED, on_exit_, j);
         if (r < 0) {
                 close(pidfd);

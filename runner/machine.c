@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "machine.h"
+#include "nsenter.h"
 
 #define KILL_GRACE_USEC (3 * 1000000ULL)
 #define TIMER_ACCURACY_USEC 10000
@@ -28,12 +29,6 @@ void machine_done(Machine *m) {
         for (size_t i = 0; i < MACHINE_LAST_LINES; i++)
                 m->last[i] = (free(m->last[i]), NULL);
         m->event = sd_event_unref(m->event);
-}
-
-int machine_pidfd_open(pid_t pid) {
-        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
-
-        return fd < 0 ? -errno : fd;
 }
 
 /* ---- the guard ---- */
@@ -230,7 +225,7 @@ out:
 }
 
 int machine_watch_child(Machine *m, pid_t pid, int64_t priority) {
-        int fd = machine_pidfd_open(pid), r;
+        int fd = nsenter_pidfd_open(pid), r;
 
         if (fd < 0)
                 return fd;

@@ -162,9 +162,6 @@ int machine_arm_kill_timer(Machine *m);
 /* The run is over: its child source and timers go. */
 void machine_forget_run(Machine *m);
 
-/* open(2) of a pidfd (pidfd_open); -errno. */
-int machine_pidfd_open(pid_t pid);
-
 /* ---- one interface for every kind ---- */
 
 /* Replaces the callbacks (and userdata) the kind's constructor set. */

@@ -12,6 +12,9 @@
 #include <sys/wait.h>
 
 #include "accel.h"
+#include "backdoor.h"
+#include "child.h"
+#include "linebuf.h"
 #include "machine.h"
 #include "outbuf.h"
 #include "qemu.h"
@@ -24,7 +27,6 @@
 #define SHUTDOWN_TIMEOUT_DEFAULT (60 * SEC)
 #define KVM_PROBE_DEFAULT (10 * SEC)
 #define MEMORY_DEFAULT_MB 512
-#define LINE_MAX_LEN 4096
 #define QEMU_DEFAULT "qemu-system-x86_64"
 #define SHELL_SNDBUF (16 << 20)   /* the kernel doubles it */
 #define SHELL_FD 3
@@ -58,8 +60,7 @@ struct QemuExecJob {
 typedef struct Console {
         Qemu *q;
         sd_event_source *source;
-        char line[LINE_MAX_LEN];
-        size_t len;
+        LineBuf lines;
         bool guest;
 } Console;
 
@@ -77,7 +78,6 @@ struct Qemu {
         Machine m;
         QemuConfig cfg;                 /* deep copy; nics[i].tap_fd are our duplicates */
         QemuNic *nics;
-        QemuCallbacks cb;               /* qemu_new's; m.cb calls them */
 
         bool kvm;                       /* this run of QEMU uses KVM */
         bool restart_tcg;               /* KVM given up: start again under TCG once it is gone */
@@ -204,162 +204,6 @@ char **qemu_argv(const QemuConfig *cfg, bool kvm, int shell_fd, int qmp_fd, int 
                 return NULL;
         }
         return v;
-}
-
-char *qemu_shell_quote(const char *s) {
-        static const char safe[] = "@%+=:,./-_";
-        size_t n = 0, extra = 0;
-        bool plain = *s != '\0';
-        char *r, *p;
-
-        for (const char *c = s; *c; c++, n++) {
-                unsigned char u = (unsigned char) *c;
-                if (!((u < 128 && (('a' <= u && u <= 'z') || ('A' <= u && u <= 'Z') || ('0' <= u && u <= '9'))) ||
-                      strchr(safe, u)))
-                        plain = false;
-                if (u == '\'')
-                        extra += 4;
-        }
-        if (plain)
-                return strdup(s);
-        r = p = malloc(n + extra + 3);
-        if (!r)
-                return NULL;
-        *p++ = '\'';
-        for (const char *c = s; *c; c++)
-                if (*c == '\'') {
-                        memcpy(p, "'\"'\"'", 5);
-                        p += 5;
-                } else
-                        *p++ = *c;
-        *p++ = '\'';
-        *p = '\0';
-        return r;
-}
-
-char *qemu_command_line(const char *command, uint64_t timeout_usec) {
-        _cleanup_free_ char *full = NULL, *quoted = NULL;
-        char timeout[64] = "", *line;
-
-        if (asprintf(&full, "set -euo pipefail; %s", command) < 0) {
-                full = NULL;
-                return NULL;
-        }
-        quoted = qemu_shell_quote(full);
-        if (!quoted)
-                return NULL;
-        if (timeout_usec > 0) {
-                /* As Python prints a float: "900.0", "0.5", "1.25". */
-                int l = snprintf(timeout, sizeof timeout, "timeout %llu.%06llu ",
-                                 (unsigned long long) (timeout_usec / SEC), (unsigned long long) (timeout_usec % SEC));
-                char *dot = strchr(timeout, '.'), *end = timeout + l - 1;   /* end: the trailing space */
-                char *last = end - 1;
-                while (last > dot + 1 && *last == '0')
-                        last--;
-                memmove(last + 1, end, 2);
-        }
-        if (asprintf(&line, "%sbash -c %s | (base64 -w 0; echo)\n", timeout, quoted) < 0)
-                return NULL;
-        return line;
-}
-
-ssize_t qemu_sentinel_end(const char *buf, size_t len) {
-        const char *p = memmem(buf, len, QEMU_SENTINEL, strlen(QEMU_SENTINEL));
-
-        return p ? (ssize_t) (p - buf + strlen(QEMU_SENTINEL)) : -1;
-}
-
-size_t qemu_frame_line(const char *buf, size_t len) {
-        const char *nl = memchr(buf, '\n', len);
-
-        return nl ? (size_t) (nl - buf) + 1 : 0;
-}
-
-static int b64_value(char c) {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
-}
-
-int qemu_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len) {
-        _cleanup_free_ char *out = NULL;
-        size_t o = 0;
-
-        if (len % 4 != 0)
-                return -EBADMSG;
-        out = malloc(len / 4 * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < len; i += 4) {
-                int v[4];
-                size_t pad = 0;
-
-                for (int k = 0; k < 4; k++) {
-                        if (s[i + k] == '=' && i + 4 == len && k >= 2) {
-                                v[k] = 0;
-                                pad++;
-                                continue;
-                        }
-                        if (pad > 0)        /* "=" then a letter */
-                                return -EBADMSG;
-                        v[k] = b64_value(s[i + k]);
-                        if (v[k] < 0)
-                                return -EBADMSG;
-                }
-                uint32_t w = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 | (uint32_t) v[2] << 6 | (uint32_t) v[3];
-                out[o++] = (char) (w >> 16);
-                if (pad < 2)
-                        out[o++] = (char) (w >> 8);
-                if (pad < 1)
-                        out[o++] = (char) w;
-        }
-        out[o] = '\0';
-        *ret = TAKE_PTR(out);
-        *ret_len = o;
-        return 0;
-}
-
-int qemu_status_parse(const char *line, size_t len, int *ret) {
-        size_t i = 0;
-        long v = 0;
-        bool neg = false, digits = false;
-
-        /* line[i] != '\0': strchr finds the terminator too, and a NUL byte is no blank. */
-        while (i < len && line[i] != '\0' && strchr(" \t\r\n", line[i]))
-                i++;
-        if (i < len && (line[i] == '-' || line[i] == '+'))
-                neg = line[i++] == '-';
-        for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
-                digits = true;
-                v = v * 10 + (line[i] - '0');
-                if (v > 100000)
-                        return -EBADMSG;
-        }
-        while (i < len && line[i] != '\0' && strchr(" \t\r\n", line[i]))
-                i++;
-        if (!digits || i != len)
-                return -EBADMSG;
-        *ret = (int) (neg ? -v : v);
-        return 0;
-}
-
-size_t qemu_console_clean(char *line, size_t len) {
-        size_t o = 0;
-
-        for (size_t i = 0; i < len; i++)
-                if (line[i] != '\r')
-                        line[o++] = line[i];
-        while (o > 0 && line[o - 1] != '\0' && strchr(" \t\n\v\f", line[o - 1]))
-                o--;
-        return o;
 }
 
 const char *qemu_key_for_char(char c) {
@@ -520,7 +364,7 @@ static void shell_next(Qemu *q) {
 
 /* The length of the first line in q->in, "\n" included, or 0 while it is incomplete. */
 static size_t shell_take_line(Qemu *q) {
-        size_t l = qemu_frame_line(q->in + q->scanned, q->in_len - q->scanned);
+        size_t l = backdoor_frame_line(q->in + q->scanned, q->in_len - q->scanned);
 
         if (l == 0) {
                 q->scanned = q->in_len;
@@ -537,24 +381,15 @@ static void shell_consume(Qemu *q) {
         while (machine_alive(&q->m) && q->in_len > 0) {
                 switch (q->shell) {
                 case SHELL_WAIT_SENTINEL: {
-                        ssize_t end = qemu_sentinel_end(q->in, q->in_len);
-                        size_t keep = strlen(QEMU_SENTINEL) - 1;
+                        size_t keep = 0;
+                        bool pending = false;
 
-                        if (end < 0) {
-                                /* Keep what could be the start of a sentinel split across reads. */
-                                if (q->in_len > keep) {
-                                        memmove(q->in, q->in + q->in_len - keep, keep);
-                                        q->in_len = keep;
-                                }
+                        if (backdoor_sentinel_scan(q->in, q->in_len, &keep, &pending) == 0) {
+                                memmove(q->in, q->in + q->in_len - keep, keep);
+                                q->in_len = keep;
                                 return;
                         }
-                        l = (size_t) end;
-                        if (l < q->in_len && q->in[l] == '\r')
-                                l++;
-                        if (l < q->in_len && q->in[l] == '\n')
-                                l++;
-                        else
-                                q->skip_newline = true;
+                        q->skip_newline = pending;
                         /* Nothing may follow the sentinel (reference 4.4): drop all of it. */
                         q->in_len = 0;
                         shell_connected(q);
@@ -578,7 +413,7 @@ static void shell_consume(Qemu *q) {
                         l = shell_take_line(q);
                         if (l == 0)
                                 return;
-                        r = qemu_base64_decode(q->in, l - 1, &j->out, &j->out_len);
+                        r = backdoor_base64_decode(q->in, l - 1, &j->out, &j->out_len);
                         if (r < 0) {
                                 j->error = r;
                                 j->out = NULL;
@@ -594,7 +429,7 @@ static void shell_consume(Qemu *q) {
                         }
                         /* Even after a bad frame: the status line keeps us in step. */
                         q->shell = SHELL_STATUS;
-                        if (shell_write(q, "echo ${PIPESTATUS[0]}\n") < 0) {
+                        if (shell_write(q, BACKDOOR_STATUS_COMMAND) < 0) {
                                 q->shell = SHELL_IDLE;
                                 job_finish(q, -ENOMEM, -1);
                         }
@@ -606,7 +441,7 @@ static void shell_consume(Qemu *q) {
                         l = shell_take_line(q);
                         if (l == 0)
                                 return;
-                        r = qemu_status_parse(q->in, l, &status);
+                        r = backdoor_status_parse(q->in, l, &status);
                         memmove(q->in, q->in + l, q->in_len - l);
                         q->in_len -= l;
                         q->shell = SHELL_IDLE;
@@ -695,7 +530,7 @@ static int on_kick(sd_event_source *s _unused_, void *userdata) {
 /* ---- the serial console ---- */
 
 static void console_line(Qemu *q, char *line, size_t len) {
-        len = qemu_console_clean(line, len);
+        len = backdoor_console_clean(line, len);
         machine_remember_line(&q->m, line, len, false);
         if (q->m.cb.on_console_line && machine_alive(&q->m))
                 q->m.cb.on_console_line(&q->m, line, len);
@@ -703,7 +538,8 @@ static void console_line(Qemu *q, char *line, size_t len) {
 
 static void console_read(Console *c, bool flush) {
         Qemu *q = c->q;
-        char buf[8192];
+        char buf[8192], *line;
+        size_t len = 0;
 
         while (c->source) {
                 ssize_t n = read(sd_event_source_get_io_fd(c->source), buf, sizeof buf);
@@ -718,22 +554,16 @@ static void console_read(Console *c, bool flush) {
                         q->console_seen = true;
                         q->probe_timer = sd_event_source_disable_unref(q->probe_timer);
                 }
-                for (ssize_t i = 0; i < n && machine_alive(&q->m); i++) {
-                        if (buf[i] == '\n' || c->len == sizeof c->line) {
-                                console_line(q, c->line, c->len);
-                                c->len = 0;
-                                if (buf[i] == '\n')
-                                        continue;
-                        }
-                        c->line[c->len++] = buf[i];
+                for (size_t i = 0; i < (size_t) n && machine_alive(&q->m);) {
+                        i += linebuf_feed(&c->lines, buf + i, (size_t) n - i, &line, &len);
+                        if (line)
+                                console_line(q, line, len);
                 }
                 if (!machine_alive(&q->m))
                         return;
         }
-        if (flush && c->len > 0 && machine_alive(&q->m)) {
-                console_line(q, c->line, c->len);
-                c->len = 0;
-        }
+        if (flush && (line = linebuf_flush(&c->lines, &len)) && machine_alive(&q->m))
+                console_line(q, line, len);
 }
 
 static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t revents _unused_, void *userdata) {
@@ -749,7 +579,7 @@ static int on_console(sd_event_source *s _unused_, int fd _unused_, uint32_t rev
 static int console_open(Console *c, int fd) {
         int r;
 
-        c->len = 0;
+        c->lines.len = 0;
         r = sd_event_add_io(c->q->m.event, &c->source, fd, EPOLLIN, on_console, c);
         if (r < 0) {
                 close(fd);
@@ -946,15 +776,8 @@ static _Noreturn void child_exec(Qemu *q, pid_t parent, char **argv, char **envp
         int high = FIRST_TAP_FD + (int) q->cfg.n_nics + 8;
         size_t n = 5 + q->cfg.n_nics;
         int src[n], dst[n];
-        sigset_t none;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                _exit(127);
-        (void) setsid();
-        for (int sig = 1; sig < _NSIG; sig++)
-                (void) signal(sig, SIG_DFL);
-        sigemptyset(&none);
-        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        child_detach(parent);
 
         src[0] = in_fd, dst[0] = 0;
         src[1] = out_fd, dst[1] = 1;
@@ -1090,27 +913,13 @@ fail_fds:
 
 /* ---- public API ---- */
 
-/* The machine interface (machine.h) over the functions below. A VM's files come from its image:
- * it has no add_file. */
-static int vt_start(Machine *m) {
-        return qemu_start((Qemu *) m);
-}
-
-static int vt_poweroff(Machine *m) {
-        return qemu_shutdown((Qemu *) m);
-}
-
-static int vt_reboot(Machine *m) {
-        return qemu_reboot((Qemu *) m);
-}
-
-static void vt_crash(Machine *m) {
-        qemu_crash((Qemu *) m);
-}
-
-static void vt_release(Machine *m) {
-        qemu_release((Qemu *) m);
-}
+/* The machine interface (machine.h): the lifecycle (below), and what follows. A VM's files come
+ * from its image: it has no add_file. */
+static int qemu_start(Machine *m);
+static int qemu_shutdown(Machine *m);
+static int qemu_reboot(Machine *m);
+static void qemu_crash(Machine *m);
+static void qemu_release(Machine *m);
 
 static bool vt_is_ready(Machine *m) {
         return qemu_is_connected((Qemu *) m);
@@ -1148,50 +957,20 @@ static void vt_exec_cancel(void *job) {
         qemu_exec_cancel(job);
 }
 
-/* qemu_new's callbacks, typed for a Qemu. */
-static void call_on_ready(Machine *m, int error, const char *message) {
-        ((Qemu *) m)->cb.on_ready((Qemu *) m, error, message);
-}
-
-static void call_on_exit(Machine *m, int status) {
-        ((Qemu *) m)->cb.on_exit((Qemu *) m, status);
-}
-
-static void call_on_console_line(Machine *m, const char *line, size_t len) {
-        ((Qemu *) m)->cb.on_console_line((Qemu *) m, line, len);
-}
-
-static void call_on_notice(Machine *m, const char *message) {
-        ((Qemu *) m)->cb.on_notice((Qemu *) m, message);
-}
-
-static void call_on_qmp_event(Machine *m, const char *name, json_t *data, json_t *msg) {
-        ((Qemu *) m)->cb.on_qmp_event((Qemu *) m, name, data, msg);
-}
-
+/* Grouped by who calls what: the words of machine.c's messages, its hooks, then the operations
+ * machine_start ... machine_exec_cancel dispatch to. */
 static const MachineVTable qemu_vtable = {
-        .kind = MACHINE_VM,
-        .noun = "VM",
-        .process = "QEMU",
-        .ready_what = "its backdoor shell answered",
+        .kind = MACHINE_VM, .noun = "VM", .process = "QEMU", .ready_what = "its backdoor shell answered",
         .no_output = " (no console output: is console=ttyS0 on the kernel command line?)",
-        .kill = kill_now,
-        .kill_hard = kill_now,
-        .exited = exited,
-        .exit_message = exit_message,
-        .boot_timeout_message = boot_timeout_message,
-        .destroy = qemu_destroy,
-        .start = vt_start,
-        .poweroff = vt_poweroff,
-        .reboot = vt_reboot,
-        .crash = vt_crash,
-        .release = vt_release,
-        .is_ready = vt_is_ready,
-        .exec = vt_exec,
-        .exec_cancel = vt_exec_cancel,
+
+        .kill = kill_now, .kill_hard = kill_now, .exited = exited, .exit_message = exit_message,
+        .boot_timeout_message = boot_timeout_message, .destroy = qemu_destroy,
+
+        .start = qemu_start, .poweroff = qemu_shutdown, .reboot = qemu_reboot, .crash = qemu_crash,
+        .release = qemu_release, .is_ready = vt_is_ready, .exec = vt_exec, .exec_cancel = vt_exec_cancel,
 };
 
-int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *userdata, Qemu **ret) {
+int qemu_new(sd_event *e, const QemuConfig *cfg, const MachineCallbacks *cb, void *userdata, Qemu **ret) {
         Qemu *q;
         int r;
 
@@ -1210,16 +989,7 @@ int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *
         q->shell = SHELL_DEAD;
         q->serial = (Console) { .q = q, .guest = true };
         q->messages = (Console) { .q = q };
-        q->m.userdata = userdata;
-        if (cb)
-                q->cb = *cb;
-        q->m.cb = (MachineCallbacks) {
-                .on_ready = q->cb.on_ready ? call_on_ready : NULL,
-                .on_exit = q->cb.on_exit ? call_on_exit : NULL,
-                .on_console_line = q->cb.on_console_line ? call_on_console_line : NULL,
-                .on_notice = q->cb.on_notice ? call_on_notice : NULL,
-                .on_qmp_event = q->cb.on_qmp_event ? call_on_qmp_event : NULL,
-        };
+        machine_set_callbacks(&q->m, cb, userdata);
         q->cfg = (QemuConfig) {
                 .name = strdup(cfg->name),
                 .state_dir = strdup(cfg->state_dir),
@@ -1285,26 +1055,28 @@ fail:
         return r;
 }
 
-int qemu_start(Qemu *q) {
-        _cleanup_free_ char *m = NULL;
+static int qemu_start(Machine *m) {
+        Qemu *q = (Qemu *) m;
+        _cleanup_free_ char *msg = NULL;
         AccelChoice a;
 
         if (q->m.pid > 0)
                 return -EBUSY;
         machine_set_start_error(&q->m, NULL);
-        int r = accel_choose(q->cfg.accel, kvm_usable() ? 0 : -errno, q->cfg.start_script, q->cfg.name, &a, &m);
+        int r = accel_choose(q->cfg.accel, kvm_usable() ? 0 : -errno, q->cfg.start_script, q->cfg.name, &a, &msg);
         if (r < 0) {
-                machine_set_start_error(&q->m, TAKE_PTR(m));
+                machine_set_start_error(&q->m, TAKE_PTR(msg));
                 return r;
         }
-        if (m && !q->pending_notice) {
-                q->pending_notice = TAKE_PTR(m);
+        if (msg && !q->pending_notice) {
+                q->pending_notice = TAKE_PTR(msg);
                 kick(q);
         }
         return spawn(q, a.kvm);
 }
 
-int qemu_shutdown(Qemu *q) {
+static int qemu_shutdown(Machine *m) {
+        Qemu *q = (Qemu *) m;
         int r;
 
         if (q->m.pid <= 0)
@@ -1314,7 +1086,7 @@ int qemu_shutdown(Qemu *q) {
         if (q->shell == SHELL_IDLE || q->shell == SHELL_OUTPUT || q->shell == SHELL_STATUS) {
                 /* A raw line, no framing and nothing read back, as the NixOS driver does. A command
                  * still running finishes first; the shell then reads this. */
-                r = shell_write(q, "poweroff\n");
+                r = shell_write(q, BACKDOOR_POWEROFF_COMMAND);
                 if (r < 0)
                         return r;
         } else if (qmp_execute(q->qmp, "system_powerdown", NULL, NULL, NULL) < 0)
@@ -1331,7 +1103,8 @@ static void on_reboot_key(Qemu *q _unused_, int error _unused_, json_t *result _
         /* A failed sendkey shows as a boot that never answers (boot timeout). */
 }
 
-int qemu_reboot(Qemu *q) {
+static int qemu_reboot(Machine *m) {
+        Qemu *q = (Qemu *) m;
         bool running;
         int r;
 
@@ -1358,7 +1131,9 @@ int qemu_reboot(Qemu *q) {
         return r;
 }
 
-void qemu_crash(Qemu *q) {
+static void qemu_crash(Machine *m) {
+        Qemu *q = (Qemu *) m;
+
         if (q->m.pid <= 0)
                 return;
         q->m.state = MACHINE_KILLING;
@@ -1370,7 +1145,9 @@ void qemu_crash(Qemu *q) {
         (void) machine_arm_kill_timer(&q->m);
 }
 
-void qemu_release(Qemu *q) {
+static void qemu_release(Machine *m) {
+        Qemu *q = (Qemu *) m;
+
         if (q->m.pid <= 0)
                 return;
         q->m.state = MACHINE_KILLING;
@@ -1436,7 +1213,7 @@ int qemu_exec(Qemu *q, const char *command, uint64_t timeout_usec, unsigned flag
         j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
-        j->line = qemu_command_line(command, timeout_usec);
+        j->line = backdoor_command_line(command, timeout_usec);
         if (!j->line) {
                 free(j);
                 return -ENOMEM;

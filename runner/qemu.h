@@ -16,10 +16,10 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "machine.h"
+
 typedef struct Qemu Qemu;
 typedef struct QemuExecJob QemuExecJob;
-
-#define QEMU_SENTINEL "Spawning backdoor root shell..."
 
 typedef enum QemuAccel {
         QEMU_ACCEL_TCG,         /* the default: nested KVM often fails (MACHINE-NOTES) */
@@ -63,53 +63,49 @@ typedef struct QemuConfig {
         uint64_t kvm_probe_usec;        /* 0: 10 s (QEMU_ACCEL_KVM_OR_TCG only) */
 } QemuConfig;
 
-typedef struct QemuCallbacks {
-        /* Once per boot (start, reboot, a reboot the guest did itself with allow_reboot, or a command
-         * run with QEMU_EXEC_NO_OUTPUT, after which the shell must announce itself again): error 0
-         * and message NULL when the backdoor shell answered and commands can run; else a negative
-         * errno (-ETIMEDOUT, -ECHILD: QEMU exited, -ECANCELED: shut down or crashed first) and a
-         * message naming the node, what happened and its last console lines. A failed boot is
-         * followed by on_exit (QEMU is killed on a timeout). */
-        void (*on_ready)(Qemu *q, int error, const char *message);
-        /* QEMU exited for good: its exit status, or 128+signal. Commands still queued failed first. */
-        void (*on_exit)(Qemu *q, int status);
-        /* A line of the serial console (QEMU's stdout) or of QEMU's own messages (its stderr): the
-         * NixOS driver merges both into the log. Without "\r" and trailing whitespace. Optional. */
-        void (*on_console_line)(Qemu *q, const char *line, size_t len);
-        /* A QMP event (SHUTDOWN, RESET, STOP, ...): name, "data" (NULL if none), whole message;
-         * borrowed for the call. Optional. */
-        void (*on_qmp_event)(Qemu *q, const char *name, json_t *data, json_t *msg);
-        /* Something the user should know that is no error: "... under KVM ...: starting it again
-         * under TCG", "did not power off within 60 s: killing QEMU". Optional. */
-        void (*on_notice)(Qemu *q, const char *message);
-} QemuCallbacks;
+/* The callbacks (machine.h's MachineCallbacks) a VM calls, as it calls them:
+ * - on_ready: once per boot (start, reboot, a reboot the guest did itself with allow_reboot, or a
+ *   command run with QEMU_EXEC_NO_OUTPUT, after which the shell must announce itself again): error
+ *   0 and message NULL when the backdoor shell answered and commands can run; else a negative errno
+ *   (-ETIMEDOUT, -ECHILD: QEMU exited, -ECANCELED: shut down or crashed first) and a message naming
+ *   the node, what happened and its last console lines. A failed boot is followed by on_exit (QEMU
+ *   is killed on a timeout).
+ * - on_exit: QEMU exited for good: its exit status, or 128+signal. Commands still queued failed
+ *   first.
+ * - on_console_line (optional): a line of the serial console (QEMU's stdout) or of QEMU's own
+ *   messages (its stderr): the NixOS driver merges both into the log. Without "\r" and trailing
+ *   whitespace.
+ * - on_qmp_event (optional): a QMP event (SHUTDOWN, RESET, STOP, ...): name, "data" (NULL if
+ *   none), whole message; borrowed for the call.
+ * - on_notice (optional): something the user should know that is no error: "... under KVM ...:
+ *   starting it again under TCG", "did not power off within 60 s: killing QEMU". */
 
 /* Copies cfg (and duplicates the tap fds). SIGCHLD must be blocked. A callback may call qemu_free
  * on its VM. -EINVAL without a name or state directory, or without a kernel, drive or start script,
  * or with a start script and a kernel or drives. */
-int qemu_new(sd_event *e, const QemuConfig *cfg, const QemuCallbacks *cb, void *userdata, Qemu **ret);
+int qemu_new(sd_event *e, const QemuConfig *cfg, const MachineCallbacks *cb, void *userdata, Qemu **ret);
 
-/* Spawns QEMU and returns at once; on_ready tells the outcome. -EBUSY if it runs already. QEMU
- * leads its own session and dies with the runner (PR_SET_PDEATHSIG). */
-int qemu_start(Qemu *q);
-
-/* Orderly poweroff: writes "poweroff" to the backdoor shell as the NixOS driver does (when the
- * shell has not answered yet: QMP system_powerdown, which needs ACPI in the guest). A command
- * running in the guest ends first (the shell reads the line after it); commands queued or
- * running fail with -ECANCELED at once. on_exit follows; QEMU is killed after shutdown_timeout.
- * -ESRCH if QEMU does not run. */
-int qemu_shutdown(Qemu *q);
-
-/* Ctrl-Alt-Delete on the keyboard, as the NixOS driver does. The shell is disconnected: a running
- * command fails with -ECONNRESET, queued ones wait for the next on_ready. Without allow_reboot
- * QEMU exits instead (on_ready reports it, then on_exit). -ESRCH if QEMU does not run. */
-int qemu_reboot(Qemu *q);
-
-/* Pull the plug: QMP "quit" (SIGKILL if QMP is not up, or QEMU still runs 3 s later). on_exit follows. */
-void qemu_crash(Qemu *q);
-
-/* The end of the run, without waiting: SIGTERM to QEMU's session (SIGKILL after 3 s). on_exit follows. */
-void qemu_release(Qemu *q);
+/* A VM's lifecycle goes through machine.h (machine_start, machine_poweroff, machine_reboot,
+ * machine_crash, machine_release on qemu_machine(q)); what each does for a VM:
+ *
+ * start: spawns QEMU and returns at once; on_ready tells the outcome. -EBUSY if it runs already.
+ * QEMU leads its own session and dies with the runner (PR_SET_PDEATHSIG).
+ *
+ * poweroff: writes "poweroff" to the backdoor shell as the NixOS driver does (when the shell has
+ * not answered yet: QMP system_powerdown, which needs ACPI in the guest). A command running in the
+ * guest ends first (the shell reads the line after it); commands queued or running fail with
+ * -ECANCELED at once. on_exit follows; QEMU is killed after shutdown_timeout. -ESRCH if QEMU does
+ * not run.
+ *
+ * reboot: Ctrl-Alt-Delete on the keyboard, as the NixOS driver does. The shell is disconnected: a
+ * running command fails with -ECONNRESET, queued ones wait for the next on_ready. Without
+ * allow_reboot QEMU exits instead (on_ready reports it, then on_exit). -EBUSY unless ready.
+ *
+ * crash: pull the plug: QMP "quit" (SIGKILL if QMP is not up, or QEMU still runs 3 s later).
+ * on_exit follows.
+ *
+ * release: the end of the run, without waiting: SIGTERM to QEMU's session (SIGKILL after 3 s).
+ * on_exit follows. */
 
 /* Kills QEMU if it runs (SIGKILL to its session, reaped synchronously), frees everything; no callbacks. */
 void qemu_free(Qemu *q);
@@ -189,32 +185,6 @@ Qemu *qemu_from_machine(Machine *m);   /* NULL unless m is a VM */
 /* QEMU's command line for cfg with the backdoor on fd shell_fd, QMP on qmp_fd and the i-th NIC's tap
  * on first_tap_fd + i. For a start script: the script, then our options. Free with strv_free. */
 char **qemu_argv(const QemuConfig *cfg, bool kvm, int shell_fd, int qmp_fd, int first_tap_fd);
-
-/* Python's shlex.quote: unchanged when made only of [A-Za-z0-9@%+=:,./_-] and not empty, else in
- * single quotes with each ' written as '"'"'. */
-char *qemu_shell_quote(const char *s);
-
-/* The line sent for a command, "\n" included (reference 4.5). The timeout is written as Python
- * writes a float: "timeout 900.0", "timeout 0.5". */
-char *qemu_command_line(const char *command, uint64_t timeout_usec);
-
-/* Where the sentinel ends in buf, or -1 if buf does not hold it. */
-ssize_t qemu_sentinel_end(const char *buf, size_t len);
-
-/* If buf holds a whole line, returns its length up to and including the "\n"; else 0. */
-size_t qemu_frame_line(const char *buf, size_t len);
-
-/* Decodes a line of `base64 -w 0` output (the "\n" excluded): -EBADMSG for anything but
- * A-Za-z0-9+/ in groups of four with "=" padding. *ret is NUL-terminated. */
-int qemu_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len);
-
-/* Parses the reply to "echo ${PIPESTATUS[0]}" (a decimal number, then "\n"; surrounding blanks are
- * ignored as Python's int(strip()) does). -EBADMSG otherwise. */
-int qemu_status_parse(const char *line, size_t len, int *ret);
-
-/* One serial console line as logged: every "\r" removed, trailing whitespace stripped. In place;
- * returns the new length. */
-size_t qemu_console_clean(char *line, size_t len);
 
 /* The NixOS driver's key for a typed character: "shift-a" for 'A', "0x0C" for '-', "spc", "ret"
  * (and "tab"); NULL when the character passes through as it is (lower-case letters, digits). */

@@ -22,6 +22,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "nsenter.h"
 #include "unitname.h"
 #include "unitprops.h"
 #include "units.h"
@@ -448,19 +449,17 @@ int units_connect_address(sd_event *e, const char *address, bool bus_client, con
  * for PID 0), and SO_PEERCRED records the connecting process, so a grandchild that entered the
  * namespace connects and hands the socket back. Costs two forks, 2-3 ms on the CI VMs. */
 static int connect_in_pidns(pid_t leader, const char *path) {
-        _cleanup_close_ int nsfd = -1, pair0 = -1, pair1 = -1;
+        _cleanup_close_ int pidfd = -1, pair0 = -1, pair1 = -1;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char nspath[64];
         int pair[2], err = 0, fd = -1, status;
         pid_t pid;
 
         if (strlen(path) >= sizeof sa.sun_path)
                 return -ENAMETOOLONG;
         memcpy(sa.sun_path, path, strlen(path) + 1);
-        snprintf(nspath, sizeof nspath, "/proc/%d/ns/pid", (int) leader);
-        nsfd = open(nspath, O_RDONLY | O_CLOEXEC);
-        if (nsfd < 0)
-                return errno == ENOENT ? -ESRCH : -errno; /* no such leader: not worth a retry */
+        pidfd = nsenter_pidfd_open(leader);
+        if (pidfd < 0)
+                return pidfd;   /* -ESRCH, no such leader: not worth a retry */
         if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair) < 0)
                 return -errno;
         pair0 = pair[0];
@@ -472,8 +471,8 @@ static int connect_in_pidns(pid_t leader, const char *path) {
         if (pid == 0) {
                 pid_t c;
 
-                if (setns(nsfd, CLONE_NEWPID) < 0) {
-                        err = errno;
+                err = -nsenter_enter(pidfd, CLONE_NEWPID);
+                if (err > 0) {
                         (void) !write(pair1, &err, sizeof err);
                         _exit(0);
                 }

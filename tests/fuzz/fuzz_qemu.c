@@ -1,8 +1,9 @@
-/* fuzz_qemu.c: fuzz target for what qemu.c reads from a guest over the backdoor shell (the
- * sentinel, the base64 output line, the status line) and from its serial console, and for what it
- * writes from a test's strings (shell quoting, the command line, key names). Every input goes
- * through every parser; each result is checked against a small model written apart from the code
- * under test. QMP has a target of its own (fuzz_qmp.c). Built as fuzz.h says. */
+/* fuzz_qemu.c: fuzz target for what a VM's guest sends us over the backdoor shell (backdoor.c: the
+ * sentinel, the base64 output line, the status line) and its serial console (linebuf.c cuts it
+ * into lines), and for what we write from a test's strings (backdoor.c's shell quoting and command
+ * line, qemu.c's key names). Every input goes through every parser; each result is checked
+ * against a small model written apart from the code under test. QMP has a target of its own
+ * (fuzz_qmp.c). Built as fuzz.h says. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -13,12 +14,14 @@
 #include <stdint.h>
 
 #include "fuzz.h"
+#include "backdoor.h"
+#include "linebuf.h"
 #include "qemu.h"
 #include "util.h"
 
 #define SEC UINT64_C(1000000)
-#define SENTINEL_LEN (sizeof QEMU_SENTINEL - 1)
-/* qemu_status_parse refuses a status past this (an exit status is at most 255). */
+#define SENTINEL_LEN (sizeof BACKDOOR_SENTINEL - 1)
+/* backdoor_status_parse refuses a status past this (an exit status is at most 255). */
 #define STATUS_MAX 100000
 
 /* Counts for the standalone summary: they show how deep the mutants reach. */
@@ -36,15 +39,34 @@ static uint64_t fnv1a(const uint8_t *d, size_t n) {
 
 static void fuzz_sentinel(const uint8_t *data, size_t size) {
         char *buf = fuzz_dup(data, size, 0);
-        ssize_t r = qemu_sentinel_end(buf, size), want = -1;
+        ssize_t r = backdoor_sentinel_end(buf, size), want = -1;
 
         for (size_t i = 0; i + SENTINEL_LEN <= size; i++)
-                if (memcmp(data + i, QEMU_SENTINEL, SENTINEL_LEN) == 0) {
+                if (memcmp(data + i, BACKDOOR_SENTINEL, SENTINEL_LEN) == 0) {
                         want = (ssize_t) (i + SENTINEL_LEN);
                         break;
                 }
         fuzz_check(r == want);
         n_sentinel += r >= 0;
+
+        /* Waiting for it: found, and whether its line ends in this read; or what to keep. */
+        {
+                size_t keep = SIZE_MAX;
+                bool pending = false;
+                int s = backdoor_sentinel_scan(buf, size, &keep, &pending);
+
+                if (want < 0) {
+                        fuzz_check(s == 0);
+                        fuzz_check(keep == (size < SENTINEL_LEN - 1 ? size : SENTINEL_LEN - 1));
+                } else {
+                        size_t w = (size_t) want;
+                        bool ends = (w < size && data[w] == '\n') ||
+                                    (w + 1 < size && data[w] == '\r' && data[w + 1] == '\n');
+
+                        fuzz_check(s == 1);
+                        fuzz_check(pending == !ends);
+                }
+        }
         free(buf);
 }
 
@@ -59,10 +81,10 @@ static size_t model_frame_line(const uint8_t *data, size_t size) {
 static void fuzz_frame_line(const uint8_t *data, size_t size) {
         char *buf = fuzz_dup(data, size, 0);
 
-        fuzz_check(qemu_frame_line(buf, size) == model_frame_line(data, size));
+        fuzz_check(backdoor_frame_line(buf, size) == model_frame_line(data, size));
         /* shell_take_line resumes the search where the previous read stopped. */
         for (size_t from = 0; from <= size; from += 1 + size / 4) {
-                size_t l = qemu_frame_line(buf + from, size - from), want = model_frame_line(data + from, size - from);
+                size_t l = backdoor_frame_line(buf + from, size - from), want = model_frame_line(data + from, size - from);
 
                 fuzz_check(l == want);
         }
@@ -129,7 +151,7 @@ static void check_b64(const uint8_t *s, size_t len) {
         int r, m;
 
         fuzz_check(want);
-        r = qemu_base64_decode(in, len, &out, &out_len);
+        r = backdoor_base64_decode(in, len, &out, &out_len);
         m = model_b64_decode(s, len, want, &want_len);
         if (m < 0) {
                 fuzz_check(r == -EBADMSG);
@@ -161,7 +183,7 @@ static void fuzz_base64(const uint8_t *data, size_t size) {
         {
                 char *exact = fuzz_dup(enc, enc_len, 0);
 
-                fuzz_check(qemu_base64_decode(exact, enc_len, &out, &out_len) == 0);
+                fuzz_check(backdoor_base64_decode(exact, enc_len, &out, &out_len) == 0);
                 fuzz_check(out_len == size && memcmp(out, data, size) == 0 && out[size] == '\0');
                 free(exact);
         }
@@ -201,7 +223,7 @@ static void check_status(const uint8_t *s, size_t len) {
         char *in = fuzz_dup(s, len, 0);
         int got = INT32_MIN, want = INT32_MAX, r, m;
 
-        r = qemu_status_parse(in, len, &got);
+        r = backdoor_status_parse(in, len, &got);
         m = model_status(s, len, &want);
         if (m < 0) {
                 if (r == 0)
@@ -230,7 +252,7 @@ static void check_console(const uint8_t *s, size_t len) {
         char *line = fuzz_dup(s, len, 0);
         size_t n = 0, got;
 
-        got = qemu_console_clean(line, len);
+        got = backdoor_console_clean(line, len);
         /* Model: drop every "\r", then the trailing whitespace C's isspace knows ("\r" is gone). */
         {
                 uint8_t *want = malloc(len ?: 1);
@@ -249,8 +271,45 @@ static void check_console(const uint8_t *s, size_t len) {
         free(line);
 }
 
+/* linebuf.c cuts the stream as the model does, however the reads fall: each "\n" ends a line (not
+ * part of it), a line longer than the buffer comes out in pieces of LINEBUF_MAX. */
+static void check_linebuf(const uint8_t *data, size_t size) {
+        LineBuf b = {};
+        size_t i = 0, start = 0, step = 1 + fnv1a(data, size) % 7, got_len = 0;
+        char *line;
+
+        while (i < size) {
+                size_t n = size - i < step ? size - i : step;
+
+                while (n > 0) {
+                        size_t took = linebuf_feed(&b, (const char *) data + i, n, &line, &got_len);
+
+                        fuzz_check(took <= n && (took > 0 || line));
+                        i += took;
+                        n -= took;
+                        if (!line)
+                                continue;
+                        /* The model: from start, up to the "\n" or LINEBUF_MAX bytes. */
+                        {
+                                size_t e = start;
+
+                                while (e < size && data[e] != '\n' && e - start < LINEBUF_MAX)
+                                        e++;
+                                fuzz_check(got_len == e - start && memcmp(line, data + start, got_len) == 0);
+                                start = e < size && data[e] == '\n' ? e + 1 : e;
+                        }
+                }
+        }
+        line = linebuf_flush(&b, &got_len);
+        fuzz_check(!line == (start == size));
+        if (line)
+                fuzz_check(got_len == size - start && memcmp(line, data + start, got_len) == 0);
+}
+
 static void fuzz_console(const uint8_t *data, size_t size) {
         size_t start = 0;
+
+        check_linebuf(data, size);
 
         check_console(data, size);
         /* console_read cuts QEMU's stdout at each "\n", the "\n" not included. */
@@ -286,7 +345,7 @@ static char *sh_unquote(const char *s) {
                 } else if (c == '"') {
                         for (i++; i < n && s[i] != '"'; i++) {
                                 if (strchr("$`\\", s[i]))
-                                        goto bad;   /* qemu_shell_quote has no need of them */
+                                        goto bad;   /* backdoor_shell_quote has no need of them */
                                 out[o++] = s[i];
                         }
                         if (i == n)
@@ -333,7 +392,7 @@ static void fuzz_shell_quote(const uint8_t *data, size_t size) {
         char secs[64];
 
         fuzz_check(s);
-        q = qemu_shell_quote(s);
+        q = backdoor_shell_quote(s);
         fuzz_check(q);
         u = sh_unquote(q);
         if (!u)
@@ -349,11 +408,11 @@ static void fuzz_shell_quote(const uint8_t *data, size_t size) {
         case 3: timeout = h >> 8; break;
         default: timeout = UINT64_MAX - (h >> 60); break;
         }
-        line = qemu_command_line(s, timeout);
+        line = backdoor_command_line(s, timeout);
         fuzz_check(line);
         fuzz_check(asprintf(&full, "set -euo pipefail; %s", s) >= 0);
         free(q);
-        q = qemu_shell_quote(full);
+        q = backdoor_shell_quote(full);
         fuzz_check(q);
         python_seconds(timeout, secs, sizeof secs);
         fuzz_check(asprintf(&want, "%s%s%sbash -c %s | (base64 -w 0; echo)\n", timeout ? "timeout " : "",
@@ -411,7 +470,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
 /* Pieces of the protocol, so that mutants reach past the first check of each parser. */
 static const char *const tokens[] = {
-        QEMU_SENTINEL, "Spawning ", "shell...", "\r\n", "\n", "\r", "\t", " ", "\v", "\f", "=", "==", "===",
+        BACKDOOR_SENTINEL, "Spawning ", "shell...", "\r\n", "\n", "\r", "\t", " ", "\v", "\f", "=", "==", "===",
         "AAAA", "YQ==", "YWI=", "+/", "-", "+", "0", "124", "100000", "99999999999", "{", "}", "[", "]",
         ",", ":", "\"", "\\", "null", "true", "1.5", "-9223372036854775808", "9223372036854775808",
         "\"return\":", "\"error\":", "\"event\":", "\"QMP\":", "\"id\":", "\"class\":", "\"desc\":",

@@ -20,6 +20,8 @@
 
 #include "container.h"
 #include "exec.h"
+#include "machine.h"
+#include "preflight.h"
 #include "util.h"
 #include "selftest.h"
 
@@ -105,12 +107,12 @@ static void append(char **buf, size_t *len, const char *line, size_t l) {
         *buf = p;
 }
 
-static void on_leader(Container *c, pid_t leader _unused_) {
-        ((Node *) container_userdata(c))->n_leader++;
+static void on_leader(Machine *m, pid_t leader _unused_) {
+        ((Node *) machine_userdata(m))->n_leader++;
 }
 
-static void on_ready(Container *c, int error, const char *message) {
-        Node *n = container_userdata(c);
+static void on_ready(Machine *m, int error, const char *message) {
+        Node *n = machine_userdata(m);
 
         n->ready_called = true;
         n->ready_error = error;
@@ -119,32 +121,32 @@ static void on_ready(Container *c, int error, const char *message) {
         n->ready_message = message ? strdup(message) : NULL;
 }
 
-static void on_exit_(Container *c, int status) {
-        Node *n = container_userdata(c);
+static void on_exit_(Machine *m, int status) {
+        Node *n = machine_userdata(m);
 
         n->exited = true;
         n->exit_status = status;
 }
 
-static void on_line(Container *c, const char *line, size_t len) {
-        Node *n = container_userdata(c);
+static void on_line(Machine *m, const char *line, size_t len) {
+        Node *n = machine_userdata(m);
 
         n->n_lines++;
         append(&n->console, &n->console_len, line, len);
         if (getenv("DEBUG_CONSOLE"))
-                note("%s console: %.*s", container_name(c), (int) len, line);
+                note("%s console: %.*s", machine_name(m), (int) len, line);
 }
 
-static void on_journal(Container *c, const char *line, size_t len) {
-        Node *n = container_userdata(c);
+static void on_journal(Machine *m, const char *line, size_t len) {
+        Node *n = machine_userdata(m);
 
         n->n_journal++;
         append(&n->journal, &n->journal_len, line, len);
         if (getenv("DEBUG_JOURNAL"))
-                note("%s journal: %.*s", container_name(c), (int) len, line);
+                note("%s journal: %.*s", machine_name(m), (int) len, line);
 }
 
-static const ContainerCallbacks callbacks = {
+static const MachineCallbacks callbacks = {
         .on_leader = on_leader,
         .on_ready = on_ready,
         .on_exit = on_exit_,
@@ -153,7 +155,7 @@ static const ContainerCallbacks callbacks = {
 };
 
 /* The same without the journal: what following it costs. */
-static const ContainerCallbacks callbacks_no_journal = {
+static const MachineCallbacks callbacks_no_journal = {
         .on_leader = on_leader,
         .on_ready = on_ready,
         .on_exit = on_exit_,
@@ -180,7 +182,7 @@ static Node *node_new(ContainerConfig *cfg) {
 static int node_start(Node *n) {
         n->ready_called = n->exited = false;
         n->started = now_usec();
-        return container_start(n->c);
+        return machine_start(container_machine(n->c));
 }
 
 static bool node_wait_ready(Node *n, double timeout_s) {
@@ -677,7 +679,7 @@ static void test_reboot(Node *n) {
         free(succeed(n, "echo kept > /root/marker; echo etc-kept > /etc/marker"));
         n->ready_called = false;
         t0 = now_usec();
-        bool ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60) && !n->exited;
+        bool ok = machine_reboot(container_machine(n->c)) >= 0 && node_wait_ready(n, 60) && !n->exited;
         check(ok, "reboot: READY again (%.2f s), no on_exit", (now_usec() - t0) / 1e6);
         check(container_leader(n->c) != old && container_leader(n->c) > 0, "reboot: a new leader");
         check(output_is(n, "cat /root/marker /etc/marker", "kept\netc-kept\n"),
@@ -689,7 +691,7 @@ static void test_reboot(Node *n) {
 
 static void test_shutdown(Node *n) {
         uint64_t t0 = now_usec();
-        bool ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 60) && n->exit_status == 0;
+        bool ok = machine_poweroff(container_machine(n->c)) >= 0 && run_until(&n->exited, 60) && n->exit_status == 0;
 
         check(ok, "shutdown: on_exit with status 0 in %.2f s", (now_usec() - t0) / 1e6);
         check(!container_is_up(n->c) && container_leader(n->c) == 0, "shutdown: not up, no leader");
@@ -711,7 +713,7 @@ static void test_crash_mid_command(Node *n) {
         /* Crashed while the command runs. */
         if (r >= 0)
                 (void) wait_sleeps("103", 1, 30);
-        container_crash(n->c);
+        machine_crash(container_machine(n->c));
         bool ok = r >= 0 && run_until(&x.done, 10);
         check(ok && x.r.error == -ESRCH && x.r.status == 137,
               "crash mid-command: the callback fires (error %s, status %d)", strerror(-x.r.error), x.r.status);
@@ -766,7 +768,7 @@ static void test_crash_frozen_nspawn(Node *n) {
                 return;
         (void) kill(nspawn, SIGSTOP);
         t0 = now_usec();
-        container_crash(n->c);
+        machine_crash(container_machine(n->c));
         bool ok = run_until(&n->exited, 15);
         check(ok && n->exit_status == 128 + SIGKILL, "frozen nspawn: crash still ends it (status %d, %.1f s)",
               n->exit_status, (now_usec() - t0) / 1e6);
@@ -899,7 +901,7 @@ static void test_ready_median(void) {
                         v[ok++] = n->ready_at - n->started;
                         if (boot_cpu_usec(n, &cpu[n_cpu]))
                                 n_cpu++;
-                        container_shutdown(n->c);
+                        machine_poweroff(container_machine(n->c));
                         run_until(&n->exited, 30);
                 }
                 node_free(n);
@@ -1148,13 +1150,13 @@ static void test_cgroups(void) {
 
         /* A shutdown removes the node's cgroups, the run's stays for the other node; a crash removes the
          * last node's and the run's. */
-        all = container_shutdown(n[0]->c) >= 0 && run_until(&n[0]->exited, 30);
+        all = machine_poweroff(container_machine(n[0]->c)) >= 0 && run_until(&n[0]->exited, 30);
         for (int u = 0; u < 2; u++)
                 if (run[u])
                         check(all && !cgroup_exists(u, run[u], "/cg1") && cgroup_exists(u, run[u], "/cg2/payload"),
                               "cgroups (%s): cg1's are gone once it shut down, cg2's stay",
                               u ? "unified" : "name=systemd");
-        container_crash(n[1]->c);
+        machine_crash(container_machine(n[1]->c));
         all = run_until(&n[1]->exited, 15);
         for (int u = 0; u < 2; u++)
                 if (run[u])
@@ -1415,7 +1417,7 @@ static void test_journal(void) {
 
         n->ready_called = false;
         size_t before_reboot = n->journal_len;
-        ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60);
+        ok = machine_reboot(container_machine(n->c)) >= 0 && node_wait_ready(n, 60);
         check(ok && wait_journal(n, before_reboot, "]: Journal started\n", 5) &&
                       wait_journal(n, before_reboot, "\nsystemd[1]: Startup finished in ", 5),
               "journal: followed again after a reboot");
@@ -1434,7 +1436,7 @@ static void test_journal(void) {
                         boot_start--;
         }
         boot2 = boot_id_of(n);
-        ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 30);
+        ok = machine_poweroff(container_machine(n->c)) >= 0 && run_until(&n->exited, 30);
         snprintf(dir, sizeof dir, "%s/loud/var.upper/log/journal", tmp_dir);
         check(ok && boot2 && same_as_journalctl(n, boot_start, dir, boot2),
               "journal: the second boot's lines, up to its poweroff, are exactly journalctl's");
@@ -1468,19 +1470,19 @@ out:
 }
 
 /* A journal callback that frees its container, in the middle of a batch of lines. */
-static void on_journal_free(Container *c, const char *line, size_t len) {
-        Node *n = container_userdata(c);
+static void on_journal_free(Machine *m, const char *line, size_t len) {
+        Node *n = machine_userdata(m);
 
         n->n_journal++;
         if (memmem(line, len, "Startup finished", 16)) {
-                container_free(c);
+                container_free(container_from_machine(m));
                 n->c = NULL;
                 n->exited = true;
         }
 }
 
 static void test_journal_free(void) {
-        static const ContainerCallbacks cb = {
+        static const MachineCallbacks cb = {
                 .on_ready = on_ready, .on_exit = on_exit_, .on_journal_line = on_journal_free,
         };
         char state[PATH_MAX];
@@ -1527,7 +1529,7 @@ static void test_journal_boot_cost(void) {
                         ok++;
                         if (follow)
                                 wait_journal(n, 0, "]: Startup finished in ", 5);
-                        container_shutdown(n->c);
+                        machine_poweroff(container_machine(n->c));
                         run_until(&n->exited, 30);
                 }
                 node_free(n);
@@ -1679,20 +1681,20 @@ static void test_script(void) {
         pid_t old = container_leader(n->c);
         n->ready_called = false;
         t0 = now_usec();
-        ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60) && !n->exited;
+        ok = machine_reboot(container_machine(n->c)) >= 0 && node_wait_ready(n, 60) && !n->exited;
         check(ok && container_leader(n->c) != old, "start script: reboot runs the script again, READY in %.2f s",
               (now_usec() - t0) / 1e6);
         check(n->n_leader == 2, "start script: on_leader again after the reboot (%u)", n->n_leader);
 
         t0 = now_usec();
-        ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 30);
+        ok = machine_poweroff(container_machine(n->c)) >= 0 && run_until(&n->exited, 30);
         check(ok && n->exit_status == 0 && !container_is_up(n->c),
               "start script: shutdown, then the script exits (status %d, %.2f s)", n->exit_status, (now_usec() - t0) / 1e6);
 
         ok = node_start(n) >= 0 && node_wait_ready(n, 60);
         check(ok, "start script: starts again after shutdown");
         t0 = now_usec();
-        container_crash(n->c);
+        machine_crash(container_machine(n->c));
         ok = run_until(&n->exited, 15);
         run_for(0.1);
         check(ok && count_processes(false) == 1,
@@ -1704,7 +1706,7 @@ static void test_script(void) {
         ok = node_start(n) >= 0 && node_wait_ready(n, 60);
         check(ok, "start script: starts again after a crash");
         t0 = now_usec();
-        container_release(n->c);
+        machine_release(container_machine(n->c));
         ok = run_until(&n->exited, 15);
         free(cleanup);
         cleanup = shared_file("launcher-cleanup");
@@ -1942,12 +1944,12 @@ static void test_nixos(void) {
 
         n->ready_called = false;
         t0 = now_usec();
-        ok = container_reboot(n->c) >= 0 && node_wait_ready(n, 60) && !n->exited;
+        ok = machine_reboot(container_machine(n->c)) >= 0 && node_wait_ready(n, 60) && !n->exited;
         check(ok, "nixos: reboot, READY again in %.2f s", (now_usec() - t0) / 1e6);
         check(ok && output_is(n, "cat /root/marker; test -e /etc/.fake-nixos && echo etc-kept", "kept\netc-kept\n"),
               "nixos: the root tree is kept across the reboot");
         t0 = now_usec();
-        ok = container_shutdown(n->c) >= 0 && run_until(&n->exited, 30);
+        ok = machine_poweroff(container_machine(n->c)) >= 0 && run_until(&n->exited, 30);
         check(ok && n->exit_status == 0, "nixos: shutdown, status %d in %.2f s", n->exit_status, (now_usec() - t0) / 1e6);
         node_free(n);
 
@@ -2030,7 +2032,7 @@ static void test_preflight(void) {
         if (!check(private, "preflight: %s is a file of ours in our mount namespace%s%s", INOTIFY_SYSCTL,
                    private ? "" : ": ", private ? "" : strerror(errno)))
                 return;
-        int r = container_preflight(4, &m);
+        int r = preflight_containers(4, &m);
         long limit = read_long(INOTIFY_SYSCTL), free_now = inotify_free(), reported = -1, raised;
         enum { HELD_MAX = 100 };
         int held[HELD_MAX], n_held;
@@ -2051,7 +2053,7 @@ static void test_preflight(void) {
         free_now -= n_held;
         limit = read_long(INOTIFY_SYSCTL);
         n = (unsigned) (free_now / 9 + 10);
-        r = container_preflight(n, &m2);
+        r = preflight_containers(n, &m2);
         raised = read_long(INOTIFY_SYSCTL);
         for (int i = 0; i < n_held; i++)
                 if (held[i] >= 0)

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "qemu.h"
+#include "machine.h"
 #include "util.h"
 #include "selftest.h"
 
@@ -73,8 +74,8 @@ typedef struct Vm {
         size_t console_len;
 } Vm;
 
-static void on_ready(Qemu *q, int error, const char *message) {
-        Vm *vm = qemu_userdata(q);
+static void on_ready(Machine *m, int error, const char *message) {
+        Vm *vm = machine_userdata(m);
 
         vm->n_ready++;
         vm->ready_error = error;
@@ -83,19 +84,19 @@ static void on_ready(Qemu *q, int error, const char *message) {
         vm->ready_message = message ? strdup(message) : NULL;
 }
 
-static void on_exit_(Qemu *q, int status) {
-        Vm *vm = qemu_userdata(q);
+static void on_exit_(Machine *m, int status) {
+        Vm *vm = machine_userdata(m);
 
         vm->n_exit++;
         vm->exit_status = status;
 }
 
-static void on_line(Qemu *q, const char *line, size_t len) {
-        Vm *vm = qemu_userdata(q);
+static void on_line(Machine *m, const char *line, size_t len) {
+        Vm *vm = machine_userdata(m);
         char *p = realloc(vm->console, vm->console_len + len + 2);
 
         if (getenv("DEBUG_CONSOLE"))
-                note("%.3f %s console: %.*s", (double) now_usec() / SEC, qemu_name(q), (int) len, line);
+                note("%.3f %s console: %.*s", (double) now_usec() / SEC, machine_name(m), (int) len, line);
         if (!p)
                 return;
         memcpy(p + vm->console_len, line, len);
@@ -105,23 +106,23 @@ static void on_line(Qemu *q, const char *line, size_t len) {
         vm->console = p;
 }
 
-static void on_event(Qemu *q, const char *name, json_t *data _unused_, json_t *msg _unused_) {
-        Vm *vm = qemu_userdata(q);
+static void on_event(Machine *m, const char *name, json_t *data _unused_, json_t *msg _unused_) {
+        Vm *vm = machine_userdata(m);
 
         if (getenv("DEBUG_CONSOLE"))
-                note("%.3f %s event: %s", (double) now_usec() / SEC, qemu_name(q), name);
+                note("%.3f %s event: %s", (double) now_usec() / SEC, machine_name(m), name);
         if (streq(name, "RESET"))
                 vm->n_resets++;
 }
 
-static void on_notice(Qemu *q, const char *message) {
-        Vm *vm = qemu_userdata(q);
+static void on_notice(Machine *m, const char *message) {
+        Vm *vm = machine_userdata(m);
 
         vm->n_notices++;
         note("notice: %s", message);
 }
 
-static const QemuCallbacks callbacks = {
+static const MachineCallbacks callbacks = {
         .on_ready = on_ready,
         .on_exit = on_exit_,
         .on_console_line = on_line,
@@ -318,10 +319,10 @@ static void test_main_vm(void) {
 
         /* A command given before the shell answers waits for it. */
         vm->started = now_usec();
-        r = qemu_start(vm->q);
+        r = machine_start(qemu_machine(vm->q));
         if (!check(r == 0, "qemu_start: %s", strerror(-r)))
                 goto out;
-        check(qemu_start(vm->q) == -EBUSY, "a second qemu_start is -EBUSY");
+        check(machine_start(qemu_machine(vm->q)) == -EBUSY, "a second qemu_start is -EBUSY");
         r = run_start(vm, &a, "echo early", 0, 0, NULL);
         check(r == 0 && !qemu_is_connected(vm->q), "qemu_exec before the handshake is queued");
         if (!check(vm_wait_ready(vm, 1, 120), "backdoor handshake"))
@@ -484,7 +485,7 @@ static void test_main_vm(void) {
         t = now_usec();
         run_start(vm, &a, "sleep 10", 0, 0, NULL);
         run_for(0.2);
-        r = qemu_reboot(vm->q);
+        r = machine_reboot(qemu_machine(vm->q));
         if (getenv("DEBUG_CONSOLE"))
                 note("%.3f reboot requested", (double) now_usec() / SEC);
         run_start(vm, &b, "echo after-reboot", 0, 0, NULL);
@@ -503,7 +504,7 @@ static void test_main_vm(void) {
         pid = qemu_pid(vm->q);
         run_start(vm, &a, "sleep 10", 0, 0, NULL);
         t = now_usec();
-        r = qemu_shutdown(vm->q);
+        r = machine_poweroff(qemu_machine(vm->q));
         ok = r == 0 && vm_wait_exit(vm, 30) && vm->exit_status == 0;
         check(ok, "poweroff: QEMU exits with status 0 (%d)", vm->exit_status);
         note("poweroff to QEMU's exit: %.2f s", (double) (now_usec() - t) / SEC);
@@ -534,7 +535,7 @@ static void test_kvm_fallback_and_crash(void) {
         if (!vm)
                 return;
         vm->started = now_usec();
-        r = qemu_start(vm->q);
+        r = machine_start(qemu_machine(vm->q));
         if (!check(r == 0 && vm_wait_ready(vm, 1, 120), "KVM or TCG: handshake"))
                 goto out;
         note("KVM or TCG: handshake after %.2f s, %s, %u notice(s)", (double) (vm->ready_at - vm->started) / SEC,
@@ -552,7 +553,7 @@ static void test_kvm_fallback_and_crash(void) {
         run_start(vm, &a, "sleep 30", 0, 0, NULL);
         run_for(0.2);
         t = now_usec();
-        qemu_crash(vm->q);
+        machine_crash(qemu_machine(vm->q));
         ok = vm_wait_exit(vm, 10);
         check(ok, "crash: QEMU exits (status %d, %.2f s)", vm->exit_status, (double) (now_usec() - t) / SEC);
         run_until(&a.done, 1);
@@ -572,7 +573,7 @@ static void test_boot_failure(void) {
         if (!vm)
                 return;
         vm->started = now_usec();
-        r = qemu_start(vm->q);
+        r = machine_start(qemu_machine(vm->q));
         check(r == 0 && !vm_wait_ready(vm, 1, 30) && vm->ready_error == -ECHILD && vm->ready_message &&
                       strstr(vm->ready_message, "node broken:") && strstr(vm->ready_message, "/nonexistent/vmlinuz"),
               "a kernel that is not there: on_ready -ECHILD naming the node and QEMU's complaint");
@@ -590,10 +591,10 @@ static void test_reboot_without_allow(void) {
         if (!vm)
                 return;
         vm->started = now_usec();
-        r = qemu_start(vm->q);
+        r = machine_start(qemu_machine(vm->q));
         if (!check(r == 0 && vm_wait_ready(vm, 1, 120), "vm4: handshake"))
                 goto out;
-        r = qemu_reboot(vm->q);
+        r = machine_reboot(qemu_machine(vm->q));
         vm->started = now_usec();
         ok = r == 0 && !vm_wait_ready(vm, 2, 60) && vm->ready_error == -ECHILD && vm->ready_message &&
              strstr(vm->ready_message, "the guest rebooted, and the VM runs without allow_reboot");
@@ -612,7 +613,7 @@ static void test_free_running(void) {
         if (!vm)
                 return;
         vm->started = now_usec();
-        if (qemu_start(vm->q) < 0)
+        if (machine_start(qemu_machine(vm->q)) < 0)
                 return;
         run_for(0.5);
         pid = qemu_pid(vm->q);

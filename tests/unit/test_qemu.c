@@ -1,5 +1,5 @@
-/* test_qemu.c: the QEMU backend without a VM: its command line, the backdoor framing (quoting, the
- * command line sent, sentinel, base64, status), console lines, the key map, QMP messages; then the
+/* test_qemu.c: the QEMU backend without a VM: its command line, the key map, QMP messages (the
+ * backdoor framing has test_backdoor.c); then the
  * QMP client against a scripted peer, and the whole backdoor protocol against a fake QEMU (a bash
  * script that serves the shell on fd 3). No root needed. */
 #define _GNU_SOURCE
@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "qemu.h"
+#include "machine.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -100,147 +101,6 @@ static void test_argv_start_script(void **state) {
         (void) state;
         assert_argv(v, expected);
         strv_free(v);
-}
-
-/* ---- framing ---- */
-
-static void assert_quote(const char *in, const char *out) {
-        char *q = qemu_shell_quote(in);
-
-        assert_non_null(q);
-        assert_string_equal(q, out);
-        free(q);
-}
-
-static void test_shell_quote(void **state) {
-        (void) state;
-        assert_quote("", "''");
-        assert_quote("abc", "abc");
-        assert_quote("@%+=:,./-_AZaz09", "@%+=:,./-_AZaz09");
-        assert_quote("a b", "'a b'");
-        assert_quote("it's", "'it'\"'\"'s'");
-        assert_quote("'", "''\"'\"''");
-        assert_quote("$HOME", "'$HOME'");
-        assert_quote("a\nb", "'a\nb'");
-        assert_quote("\xc3\xa9", "'\xc3\xa9'");   /* é: shlex.quote's \w is ASCII only */
-}
-
-static void assert_command_line(const char *cmd, uint64_t timeout, const char *expected) {
-        char *l = qemu_command_line(cmd, timeout);
-
-        assert_non_null(l);
-        assert_string_equal(l, expected);
-        free(l);
-}
-
-static void test_command_line(void **state) {
-        (void) state;
-        assert_command_line("echo hello", 0, "bash -c 'set -euo pipefail; echo hello' | (base64 -w 0; echo)\n");
-        assert_command_line("echo 'x'", 0,
-                            "bash -c 'set -euo pipefail; echo '\"'\"'x'\"'\"'' | (base64 -w 0; echo)\n");
-        assert_command_line("true", 900 * SEC, "timeout 900.0 bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n");
-        assert_command_line("true", SEC / 2, "timeout 0.5 bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n");
-        assert_command_line("true", 1250000, "timeout 1.25 bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n");
-        assert_command_line("true", 1, "timeout 0.000001 bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n");
-        assert_command_line("a\nb", 0, "bash -c 'set -euo pipefail; a\nb' | (base64 -w 0; echo)\n");
-}
-
-static void test_sentinel(void **state) {
-        static const char full[] = "noise\r\nSpawning backdoor root shell...\n";
-
-        (void) state;
-        assert_int_equal(qemu_sentinel_end(full, strlen(full)), 6 + 31 + 1);
-        assert_int_equal(qemu_sentinel_end(QEMU_SENTINEL, strlen(QEMU_SENTINEL)), 31);
-        assert_int_equal(qemu_sentinel_end("Spawning backdoor root shell..", 30), -1);
-        assert_int_equal(qemu_sentinel_end("", 0), -1);
-        /* NUL bytes before it do not hide it. */
-        assert_int_equal(qemu_sentinel_end("\0\0Spawning backdoor root shell...", 33), 33);
-}
-
-static void test_frame_line(void **state) {
-        (void) state;
-        assert_int_equal(qemu_frame_line("aGVsbG8K\nrest", 13), 9);
-        assert_int_equal(qemu_frame_line("aGVsbG8K", 8), 0);
-        assert_int_equal(qemu_frame_line("\n", 1), 1);
-        assert_int_equal(qemu_frame_line("", 0), 0);
-}
-
-static void assert_b64(const char *in, const void *out, size_t out_len) {
-        char *d = NULL;
-        size_t l = 99;
-
-        assert_int_equal(qemu_base64_decode(in, strlen(in), &d, &l), 0);
-        assert_int_equal(l, out_len);
-        assert_memory_equal(d, out, out_len);
-        assert_int_equal(d[l], '\0');
-        free(d);
-}
-
-static void assert_b64_bad(const char *in) {
-        char *d = NULL;
-        size_t l = 99;
-
-        assert_int_equal(qemu_base64_decode(in, strlen(in), &d, &l), -EBADMSG);
-        assert_null(d);
-        assert_int_equal(l, 99);
-}
-
-static void test_base64(void **state) {
-        (void) state;
-        assert_b64("aGVsbG8K", "hello\n", 6);
-        assert_b64("", "", 0);
-        assert_b64("YQ==", "a", 1);
-        assert_b64("YWI=", "ab", 2);
-        assert_b64("AAEC", "\0\1\2", 3);
-        assert_b64("/+/+", "\xff\xef\xfe", 3);
-        assert_b64("cGFydGlhbA==", "partial", 7);
-        assert_b64_bad("aGVsbG8");        /* not a multiple of 4 */
-        assert_b64_bad("aGV*bG8K");
-        assert_b64_bad("aGVsbG8K\n");     /* the newline is not part of the frame */
-        assert_b64_bad("YQ=a");
-        assert_b64_bad("Y===");
-        assert_b64_bad("YQ==YQ==");       /* padding only at the end */
-        assert_b64_bad("-_AA");           /* base64url is not what base64 writes */
-}
-
-static void test_status(void **state) {
-        int s = 99;
-
-        (void) state;
-        assert_int_equal(qemu_status_parse("0\n", 2, &s), 0);
-        assert_int_equal(s, 0);
-        assert_int_equal(qemu_status_parse("124\n", 4, &s), 0);
-        assert_int_equal(s, 124);
-        assert_int_equal(qemu_status_parse(" 3 \r\n", 5, &s), 0);
-        assert_int_equal(s, 3);
-        assert_int_equal(qemu_status_parse("-1\n", 3, &s), 0);
-        assert_int_equal(s, -1);
-        s = 99;
-        assert_int_equal(qemu_status_parse("\n", 1, &s), -EBADMSG);
-        assert_int_equal(qemu_status_parse("abc\n", 4, &s), -EBADMSG);
-        assert_int_equal(qemu_status_parse("12a\n", 4, &s), -EBADMSG);
-        assert_int_equal(qemu_status_parse("1 2\n", 4, &s), -EBADMSG);
-        assert_int_equal(qemu_status_parse("99999999999\n", 12, &s), -EBADMSG);
-        assert_int_equal(s, 99);
-}
-
-static void assert_clean(const char *in, const char *out) {
-        char buf[128];
-        size_t l;
-
-        strcpy(buf, in);
-        l = qemu_console_clean(buf, strlen(buf));
-        assert_int_equal(l, strlen(out));
-        assert_memory_equal(buf, out, l);
-}
-
-static void test_console_clean(void **state) {
-        (void) state;
-        assert_clean("abc\r\r", "abc");
-        assert_clean("\r[    1.000] x  \t", "[    1.000] x");
-        assert_clean("a\rb", "ab");
-        assert_clean("  lead", "  lead");
-        assert_clean("\r\r", "");
 }
 
 static void test_key_for_char(void **state) {
@@ -566,8 +426,8 @@ typedef struct Vm {
         char console[4096];
 } Vm;
 
-static void v_ready(Qemu *q, int error, const char *message) {
-        Vm *v = qemu_userdata(q);
+static void v_ready(Machine *m, int error, const char *message) {
+        Vm *v = machine_userdata(m);
 
         v->ready++;
         v->ready_error = error;
@@ -575,29 +435,29 @@ static void v_ready(Qemu *q, int error, const char *message) {
         v->message = message ? strdup(message) : NULL;
 }
 
-static void v_exit(Qemu *q, int status) {
-        Vm *v = qemu_userdata(q);
+static void v_exit(Machine *m, int status) {
+        Vm *v = machine_userdata(m);
 
         v->exited++;
         v->exit_status = status;
 }
 
-static void v_line(Qemu *q, const char *line, size_t len) {
-        Vm *v = qemu_userdata(q);
+static void v_line(Machine *m, const char *line, size_t len) {
+        Vm *v = machine_userdata(m);
         size_t l = strlen(v->console);
 
         v->lines++;
         snprintf(v->console + l, sizeof v->console - l, "%.*s\n", (int) len, line);
 }
 
-static void v_notice(Qemu *q, const char *message) {
-        Vm *v = qemu_userdata(q);
+static void v_notice(Machine *m, const char *message) {
+        Vm *v = machine_userdata(m);
 
         v->notices++;
         snprintf(v->notice, sizeof v->notice, "%s", message);
 }
 
-static const QemuCallbacks vm_callbacks = {
+static const MachineCallbacks vm_callbacks = {
         .on_ready = v_ready, .on_exit = v_exit, .on_console_line = v_line, .on_notice = v_notice,
 };
 
@@ -667,7 +527,7 @@ static Qemu *fake_new(Vm *v, const char *mode, uint64_t boot_timeout) {
 
         *v = (Vm) {};
         assert_int_equal(qemu_new(event, &cfg, &vm_callbacks, v, &q), 0);
-        assert_int_equal(qemu_start(q), 0);
+        assert_int_equal(machine_start(qemu_machine(q)), 0);
         return q;
 }
 
@@ -766,7 +626,7 @@ static void test_fake_split_sentinel(void **state) {
         assert_int_equal(v.ready_error, 0);
         /* The sentinel's newline came after the handshake: it must not read as an empty frame. */
         assert_res(run_cmd(q, "echo first", 0), 0, 0, "first\n", 6);
-        assert_int_equal(qemu_shutdown(q), 0);
+        assert_int_equal(machine_poweroff(qemu_machine(q)), 0);
         wait_exit(&v);
         assert_int_equal(v.exit_status, 128 + SIGUSR1);
         qemu_free(q);
@@ -821,7 +681,7 @@ static void test_fake_crash_and_free(void **state) {
         wait_ready(&v);
         assert_int_equal(qemu_exec(q, "sleep 30", 0, 0, on_res, &a, NULL), 0);
         (void) sd_event_run(event, 50000);
-        qemu_crash(q);   /* no QMP in the fake: SIGKILL */
+        machine_crash(qemu_machine(q));   /* no QMP in the fake: SIGKILL */
         wait_exit(&v);
         assert_int_equal(v.exit_status, 128 + SIGKILL);
         assert_true(a.done);
@@ -830,15 +690,15 @@ static void test_fake_crash_and_free(void **state) {
 
         /* Started again and released: SIGTERM. */
         v.ready = v.exited = 0;
-        assert_int_equal(qemu_start(q), 0);
+        assert_int_equal(machine_start(qemu_machine(q)), 0);
         wait_ready(&v);
-        qemu_release(q);
+        machine_release(qemu_machine(q));
         wait_exit(&v);
         assert_int_equal(v.exit_status, 128 + SIGTERM);
 
         /* Started again, then freed while it runs: killed and reaped on the spot. */
         v.ready = v.exited = 0;
-        assert_int_equal(qemu_start(q), 0);
+        assert_int_equal(machine_start(qemu_machine(q)), 0);
         wait_ready(&v);
         pid = qemu_pid(q);
         assert_true(pid > 0);
@@ -855,7 +715,7 @@ static void test_fake_shutdown_before_shell(void **state) {
         (void) state;
         (void) sd_event_run(event, 50000);
         /* No shell and no QMP (the fake serves none): killed after shutdown_timeout (0.3 s). */
-        assert_int_equal(qemu_shutdown(q), 0);
+        assert_int_equal(machine_poweroff(qemu_machine(q)), 0);
         assert_int_equal(qemu_exec(q, "true", 0, 0, on_res, NULL, NULL), -ESRCH);
         wait_ready(&v);
         assert_int_equal(v.ready_error, -ECANCELED);
@@ -873,13 +733,6 @@ int main(void) {
                 cmocka_unit_test(test_argv_minimal),
                 cmocka_unit_test(test_argv_full),
                 cmocka_unit_test(test_argv_start_script),
-                cmocka_unit_test(test_shell_quote),
-                cmocka_unit_test(test_command_line),
-                cmocka_unit_test(test_sentinel),
-                cmocka_unit_test(test_frame_line),
-                cmocka_unit_test(test_base64),
-                cmocka_unit_test(test_status),
-                cmocka_unit_test(test_console_clean),
                 cmocka_unit_test(test_key_for_char),
                 cmocka_unit_test(test_qmp_parse),
                 cmocka_unit_test(test_qmp_format),
