@@ -121,17 +121,8 @@ Node *node_check(lua_State *L, int i, const NodeKind *kind) {
         return *p;
 }
 
-static void links_free(Node *n) {
-        for (size_t i = 0; i < n->n_links; i++) {
-                NodeLink *l = &n->links[i];
-                free(l->host_ifname);
-                free(l->bridge);
-                free(l->ifname);
-                free(l->mac);
-                free(l->ip_cidr);
-                free(l->ipv6_cidr);
-        }
-        free(n->links);
+static void node_links_free(Node *n) {
+        links_free(n->links, n->n_links);
         n->links = NULL;
         n->n_links = 0;
 }
@@ -150,7 +141,7 @@ static void node_free(Node *n) {
         free(n->state_dir);
         free(n->ready_message);
         free(n->link_error);
-        links_free(n);
+        node_links_free(n);
         free(n);
 }
 
@@ -307,7 +298,7 @@ static int l_set_links(lua_State *L) {
                 };
                 lua_pop(L, 1);
         }
-        links_free(n);
+        node_links_free(n);
         n->links = v;
         n->n_links = k;
         return 0;

@@ -17,6 +17,8 @@
 #include "bridge.h"
 #include "config.h"
 #include "container.h"
+#include "hostcmd.h"
+#include "links.h"
 #include "l_net.h"
 #include "nodecommon.h"
 #include "log.h"
@@ -32,49 +34,23 @@ static Container *node_container(Node *n) {
         return container_from_machine(n->m);
 }
 
-/* The node's namespaces exist and its init is starting: give it its links before its units run. */
+/* The node's namespaces exist and its init is starting: give it its links before its units run
+ * (runner/links.c); on failure the boot is crashed, and link_error tells why. */
 static void on_leader(Machine *m, pid_t leader) {
         Node *n = machine_userdata(m);
         if (n->n_links == 0)
                 return;
         const char *error = NULL;
+        char *message = NULL;
         Net *net = lnet_get(&error);
-        _cleanup_close_ int ns = net ? net_netns_open(leader) : -EBADF;
-        /* The init is gone already (no init in the image, a bad option): nspawn's exit tells why,
-         * with its console lines; a link error here would hide that. */
-        if (net && (ns == -ENOENT || ns == -ESRCH))
+        int r = net ? links_attach_veths(net, leader, n->links, n->n_links, n->name, &message) : -ENETDOWN;
+        if (r >= 0)
                 return;
-        if (!net || ns < 0) {
-                free(n->link_error);
-                if (asprintf(&n->link_error, "%s: cannot attach its network links: %s", n->name,
-                             net ? strerror(-ns) : error) < 0)
-                        n->link_error = NULL;
-                machine_crash(m);
-                return;
-        }
-        for (size_t i = 0; i < n->n_links; i++) {
-                const NodeLink *l = &n->links[i];
-                NetVeth v = {
-                        .host_name = l->host_ifname,
-                        .bridge = l->bridge,
-                        .netns_fd = ns,
-                        .peer_name = l->ifname,
-                        .mac = l->mac,
-                        .ipv4_cidr = l->ip_cidr,
-                        .ipv6_cidr = l->ipv6_cidr,
-                };
-                int r = net_veth_add(net, &v);
-                if (r >= 0 && l->blocked)
-                        r = net_link_set_up(net, l->host_ifname, false);
-                if (r < 0) {
-                        free(n->link_error);
-                        if (asprintf(&n->link_error, "%s: cannot attach its network link %s: %s", n->name,
-                                     l->ifname, net_error(net)) < 0)
-                                n->link_error = NULL;
-                        machine_crash(m);
-                        return;
-                }
-        }
+        if (!net && asprintf(&message, "%s: cannot attach its network links: %s", n->name, error) < 0)
+                message = NULL;
+        free(n->link_error);
+        n->link_error = message;
+        machine_crash(m);
 }
 
 static const NodeKind container_kind = {
@@ -564,7 +540,7 @@ static int push_status(lua_State *L, void *userdata) {
 static int on_host_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         HostCmd *h = userdata;
         Wait *w = h->w;
-        int status = si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+        int status = hostcmd_status(si);
         sd_event_source_disable_unref(h->child);
         w->data = NULL;
         free(h);
@@ -605,9 +581,8 @@ static int l_host_exec(lua_State *L) {
                 argv[i] = (char *) lua_tostring(L, -1);
                 lua_pop(L, 1);
         }
-        extern char **environ;
         if (r >= 0)
-                r = -posix_spawnp(&h->pid, argv[0], NULL, NULL, argv, environ);
+                r = hostcmd_spawn(argv, &h->pid);
         free(argv);
         if (r >= 0) {
                 h->w = w;
