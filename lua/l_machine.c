@@ -121,17 +121,8 @@ Node *node_check(lua_State *L, int i, const NodeKind *kind) {
         return *p;
 }
 
-static void links_free(Node *n) {
-        for (size_t i = 0; i < n->n_links; i++) {
-                NodeLink *l = &n->links[i];
-                free(l->host_ifname);
-                free(l->bridge);
-                free(l->ifname);
-                free(l->mac);
-                free(l->ip_cidr);
-                free(l->ipv6_cidr);
-        }
-        free(n->links);
+static void node_links_free(Node *n) {
+        links_free(n->links, n->n_links);
         n->links = NULL;
         n->n_links = 0;
 }
@@ -150,7 +141,7 @@ static void node_free(Node *n) {
         free(n->state_dir);
         free(n->ready_message);
         free(n->link_error);
-        links_free(n);
+        node_links_free(n);
         free(n);
 }
 
@@ -286,6 +277,11 @@ static int l_set_links(lua_State *L) {
         if (n->kind->create && n->m)
                 return luaL_error(L, "%s: the %s's links are fixed once it started", n->name, n->kind->noun);
         size_t k = lua_rawlen(L, 2);
+        for (size_t i = 0; i < k; i++) {
+                if (lua_rawgeti(L, 2, (lua_Integer) i + 1) != LUA_TTABLE)
+                        return luaL_error(L, "%s: links: entry %d must be a table", n->name, (int) i + 1);
+                lua_pop(L, 1);
+        }
         NodeLink *v = calloc(k ?: 1, sizeof *v);
         if (!v)
                 return luaL_error(L, "out of memory");
@@ -302,7 +298,7 @@ static int l_set_links(lua_State *L) {
                 };
                 lua_pop(L, 1);
         }
-        links_free(n);
+        node_links_free(n);
         n->links = v;
         n->n_links = k;
         return 0;
@@ -391,13 +387,14 @@ static int l_exec(lua_State *L) {
 
         if (!machine_is_up(n->m))
                 return luaL_error(L, "%s: the %s is not running", n->name, n->kind->noun);
-        ExecWait *ew = calloc(1, sizeof(ExecWait));
-        if (!ew)
-                return luaL_error(L, "out of memory");
         Wait *w = sched_wait_new(L, "%s: command `%.200s`", n->name, cmd);
-        ew->w = w;
-        ew->kind = n->kind;
-        int r = machine_exec(n->m, cmd, (uint64_t) (timeout * 1e6), flags, on_exec_done, ew, &ew->job);
+        ExecWait *ew = calloc(1, sizeof(ExecWait));
+        int r = -ENOMEM;
+        if (ew) {
+                ew->w = w;
+                ew->kind = n->kind;
+                r = machine_exec(n->m, cmd, (uint64_t) (timeout * 1e6), flags, on_exec_done, ew, &ew->job);
+        }
         if (r < 0) {
                 free(ew);
                 wait_discard(w);

@@ -17,6 +17,8 @@
 #include "bridge.h"
 #include "config.h"
 #include "container.h"
+#include "hostcmd.h"
+#include "links.h"
 #include "l_net.h"
 #include "nodecommon.h"
 #include "log.h"
@@ -24,6 +26,7 @@
 #include "probe.h"
 #include "runtime.h"
 #include "sched.h"
+#include "strv.h"
 #include "units.h"
 #include "util.h"
 
@@ -33,49 +36,23 @@ static Container *node_container(Node *n) {
         return container_from_machine(n->m);
 }
 
-/* The node's namespaces exist and its init is starting: give it its links before its units run. */
+/* The node's namespaces exist and its init is starting: give it its links before its units run
+ * (runner/links.c); on failure the boot is crashed, and link_error tells why. */
 static void on_leader(Machine *m, pid_t leader) {
         Node *n = machine_userdata(m);
         if (n->n_links == 0)
                 return;
         const char *error = NULL;
+        char *message = NULL;
         Net *net = lnet_get(&error);
-        _cleanup_close_ int ns = net ? net_netns_open(leader) : -EBADF;
-        /* The init is gone already (no init in the image, a bad option): nspawn's exit tells why,
-         * with its console lines; a link error here would hide that. */
-        if (net && (ns == -ENOENT || ns == -ESRCH))
+        int r = net ? links_attach_veths(net, leader, n->links, n->n_links, n->name, &message) : -ENETDOWN;
+        if (r >= 0)
                 return;
-        if (!net || ns < 0) {
-                free(n->link_error);
-                if (asprintf(&n->link_error, "%s: cannot attach its network links: %s", n->name,
-                             net ? strerror(-ns) : error) < 0)
-                        n->link_error = NULL;
-                machine_crash(m);
-                return;
-        }
-        for (size_t i = 0; i < n->n_links; i++) {
-                const NodeLink *l = &n->links[i];
-                NetVeth v = {
-                        .host_name = l->host_ifname,
-                        .bridge = l->bridge,
-                        .netns_fd = ns,
-                        .peer_name = l->ifname,
-                        .mac = l->mac,
-                        .ipv4_cidr = l->ip_cidr,
-                        .ipv6_cidr = l->ipv6_cidr,
-                };
-                int r = net_veth_add(net, &v);
-                if (r >= 0 && l->blocked)
-                        r = net_link_set_up(net, l->host_ifname, false);
-                if (r < 0) {
-                        free(n->link_error);
-                        if (asprintf(&n->link_error, "%s: cannot attach its network link %s: %s", n->name,
-                                     l->ifname, net_error(net)) < 0)
-                                n->link_error = NULL;
-                        machine_crash(m);
-                        return;
-                }
-        }
+        if (!net && asprintf(&message, "%s: cannot attach its network links: %s", n->name, error) < 0)
+                message = NULL;
+        free(n->link_error);
+        n->link_error = message;
+        machine_crash(m);
 }
 
 static const NodeKind container_kind = {
@@ -87,23 +64,30 @@ static const NodeKind container_kind = {
 
 /* ---- declaring ---- */
 
-static char **table_strv(lua_State *L, int t, const char *field) {
-        if (lua_getfield(L, t, field) == LUA_TNIL) {
-                lua_pop(L, 1);
-                return NULL;
-        }
-        if (!lua_istable(L, -1))
+/* Raises unless opts[field] is nil or a list of strings: checked before anything is allocated. */
+static void check_strv(lua_State *L, int t, const char *field) {
+        int type = lua_getfield(L, t, field);
+        if (type != LUA_TNIL && type != LUA_TTABLE)
                 luaL_error(L, "option %s must be a list of strings", field);
-        size_t n = lua_rawlen(L, -1);
-        char **v = calloc(n + 1, sizeof(char *));
-        for (size_t i = 0; i < n; i++) {
-                lua_rawgeti(L, -1, (lua_Integer) i + 1);
-                const char *s = lua_tostring(L, -1);
-                if (!s)
-                        luaL_error(L, "option %s: entry %d must be a string", field, (int) i + 1);
-                v[i] = strdup(s);
+        for (lua_Integer i = 1; type == LUA_TTABLE && i <= (lua_Integer) lua_rawlen(L, -1); i++) {
+                if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+                        luaL_error(L, "option %s: entry %d must be a string", field, (int) i);
                 lua_pop(L, 1);
         }
+        lua_pop(L, 1);
+}
+
+/* opts[field], checked by check_strv, as a strv; sets *r to -ENOMEM when out of memory. */
+static char **table_strv(lua_State *L, int t, const char *field, int *r) {
+        char **v = NULL;
+        size_t n = 0;
+        if (lua_getfield(L, t, field) == LUA_TTABLE)
+                for (lua_Integer i = 1; i <= (lua_Integer) lua_rawlen(L, -1); i++) {
+                        lua_rawgeti(L, -1, i);
+                        if (strv_push(&v, &n, lua_tostring(L, -1)) < 0)
+                                *r = -ENOMEM;
+                        lua_pop(L, 1);
+                }
         lua_pop(L, 1);
         return v;
 }
@@ -115,20 +99,38 @@ static const char *table_str(lua_State *L, int t, const char *field) {
         return s;
 }
 
+static const char *const strv_options[] = { "services", "bind", "bind_ro", "devices", "env", "nspawn_args" };
+
+/* The container of cfg (its lists read from opts at t): 0 or -errno, raising nothing. */
+static int container_make(lua_State *L, int t, ContainerConfig *cfg, Node *n, Container **ret) {
+        char **v[ELEMENTSOF(strv_options)] = {};
+        int r = 0;
+        for (size_t i = 0; i < ELEMENTSOF(strv_options); i++)
+                v[i] = table_strv(L, t, strv_options[i], &r);
+        cfg->services = v[0];
+        cfg->bind = v[1];
+        cfg->bind_ro = v[2];
+        cfg->devices = v[3];
+        cfg->env = v[4];
+        cfg->extra_args = v[5];
+        if (r >= 0)
+                r = container_new(sched_event(), cfg, NULL, n, ret);
+        for (size_t i = 0; i < ELEMENTSOF(strv_options); i++)
+                strv_free(v[i]);
+        return r;
+}
+
 /* internal.container_new(name, state_dir, shared_dir, opts): the handle; opts was checked by
- * the stdlib (files as a list of {path=, content=|source=, mode=}). */
+ * the stdlib (files as a list of {path=, content=|source=, mode=}). Every argument is checked
+ * before anything is allocated, the handle is made before the container, and a failure is
+ * raised once, after the cleanup. */
 static int l_container_new(lua_State *L) {
         const char *name = luaL_checkstring(L, 1);
         const char *state_dir = luaL_checkstring(L, 2);
         const char *shared_dir = luaL_optstring(L, 3, NULL);
         luaL_checktype(L, 4, LUA_TTABLE);
-
-        _cleanup_strv_free_ char **services = table_strv(L, 4, "services");
-        _cleanup_strv_free_ char **bind = table_strv(L, 4, "bind");
-        _cleanup_strv_free_ char **bind_ro = table_strv(L, 4, "bind_ro");
-        _cleanup_strv_free_ char **devices = table_strv(L, 4, "devices");
-        _cleanup_strv_free_ char **env = table_strv(L, 4, "env");
-        _cleanup_strv_free_ char **extra = table_strv(L, 4, "nspawn_args");
+        for (size_t i = 0; i < ELEMENTSOF(strv_options); i++)
+                check_strv(L, 4, strv_options[i]);
 
         HostImageFile files[256];
         size_t n_files = 0;
@@ -138,7 +140,8 @@ static int l_container_new(lua_State *L) {
                 if (n > ELEMENTSOF(files))
                         return luaL_error(L, "%s: too many files (at most %d)", name, (int) ELEMENTSOF(files));
                 for (size_t i = 0; i < n; i++) {
-                        lua_rawgeti(L, ft, (lua_Integer) i + 1);
+                        if (lua_rawgeti(L, ft, (lua_Integer) i + 1) != LUA_TTABLE)
+                                return luaL_error(L, "%s: files: entry %d must be a table", name, (int) i + 1);
                         int e = lua_gettop(L);
                         size_t len = 0;
                         lua_getfield(L, e, "content");
@@ -177,18 +180,13 @@ static int l_container_new(lua_State *L) {
                 .shared_dir = shared_dir,
                 .files = files,
                 .n_files = n_files,
-                .services = services,
-                .bind = bind,
-                .bind_ro = bind_ro,
-                .devices = devices,
-                .env = env,
-                .extra_args = extra,
                 .boot_timeout_usec = (uint64_t) (boot_timeout * 1e6),
         };
 
+        /* The handle first, in a safe state: freed with the run if what follows fails. */
         Node *n = node_push_new(L, &container_kind, name, state_dir, table_str(L, 4, "console_log"));
         Container *c;
-        int r = container_new(sched_event(), &cfg, NULL, n, &c);
+        int r = container_make(L, 4, &cfg, n, &c);
         if (r < 0)
                 return luaL_error(L, "%s: cannot set up the container: %s", name, strerror(-r));
         MachineCallbacks cb = node_callbacks;
@@ -218,18 +216,22 @@ typedef struct UnitWait {
         Units *units;
         UnitsWait *uw;
         UnitsQuery *q;
-        sd_event_source *retry, *deadline;
+        sd_event_source *retry;
         char *unit, *user, *property;
         bool show;
 } UnitWait;
 
+/* Stops what is in flight: the request, the retry timer. */
+static void unitwait_stop(UnitWait *u) {
+        units_wait_cancel(TAKE_PTR(u->uw));
+        units_query_cancel(TAKE_PTR(u->q));
+        u->retry = sd_event_source_disable_unref(u->retry);
+}
+
 static void unitwait_free(UnitWait *u) {
         if (!u)
                 return;
-        units_wait_cancel(u->uw);
-        units_query_cancel(u->q);
-        sd_event_source_disable_unref(u->retry);
-        sd_event_source_disable_unref(u->deadline);
+        unitwait_stop(u);
         units_unref(u->units);
         free(u->unit);
         free(u->user);
@@ -238,7 +240,15 @@ static void unitwait_free(UnitWait *u) {
 }
 
 static void unitwait_cancel(Wait *w) {
-        unitwait_free(w->data);
+        UnitWait *u = w->data;
+        if (u && w->on_timeout && !w->deadline) {
+                /* The deadline fired (the scheduler dropped it): stop the request and keep u, whose
+                 * unit and user on_unit_timeout names. */
+                unitwait_stop(u);
+                return;
+        }
+        unitwait_free(u);
+        w->data = NULL;
 }
 
 static void unitwait_fail(UnitWait *u, const char *kind, const char *message) {
@@ -308,15 +318,14 @@ static int on_unit_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int on_unit_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        UnitWait *u = userdata;
+/* The scheduler's deadline passed: it cancelled the wait (unitwait_cancel left u for us). */
+static void on_unit_timeout(Wait *w) {
+        UnitWait *u = w->data;
         _cleanup_free_ char *msg = NULL;
         if (asprintf(&msg, "timed out waiting for unit \"%s\"%s%s", u->unit,
                      u->user ? " of user " : "", u->user ? u->user : "") < 0)
                 msg = NULL;
-        u->deadline = sd_event_source_disable_unref(u->deadline);
         unitwait_fail(u, "Timeout", msg ? msg : "timed out");
-        return 0;
 }
 
 /* Connect (the manager may not listen yet right after boot: retry on a short timer), then
@@ -377,25 +386,29 @@ static int unit_request(lua_State *L, bool show) {
 
         if (!machine_is_ready(n->m))
                 return luaL_error(L, "%s: the container is not running", n->name);
-        UnitWait *u = calloc(1, sizeof(UnitWait));
-        if (!u)
-                return luaL_error(L, "out of memory");
-        u->node = n;
-        u->show = show;
-        u->unit = strdup(unit);
-        u->user = user ? strdup(user) : NULL;
-        u->property = property ? strdup(property) : NULL;
+        /* The wait first: it raises outside a task, before anything is allocated. */
         Wait *w = show ? sched_wait_new(L, "%s: reading unit %s", n->name, unit)
                        : sched_wait_new(L, "%s: waiting for unit %s", n->name, unit);
-        u->w = w;
+        UnitWait *u = calloc(1, sizeof(UnitWait));
+        int r = -ENOMEM;
+        if (u) {
+                *u = (UnitWait) { .w = w, .node = n, .show = show, .unit = strdup(unit),
+                                  .user = user ? strdup(user) : NULL,
+                                  .property = property ? strdup(property) : NULL };
+                if (u->unit && (!user || u->user) && (!property || u->property))
+                        /* Issue the request from the loop, so every outcome arrives after the yield. */
+                        r = sd_event_add_time_relative(sched_event(), &u->retry, CLOCK_MONOTONIC, 0, 1,
+                                                       on_unit_retry, u);
+        }
+        if (r < 0) {
+                unitwait_free(u);
+                wait_discard(w);
+                return luaL_error(L, "%s: cannot wait for unit \"%s\": %s", n->name, unit, strerror(-r));
+        }
         w->data = u;
         w->cancel = unitwait_cancel;
-        if (timeout > 0)
-                sd_event_add_time_relative(sched_event(), &u->deadline, CLOCK_MONOTONIC,
-                                           (uint64_t) (timeout * 1e6), 1000, on_unit_deadline, u);
-        /* Issue the request from the loop, so every outcome arrives after the yield. */
-        sd_event_add_time_relative(sched_event(), &u->retry, CLOCK_MONOTONIC, 0, 1, on_unit_retry, u);
-        return sched_suspend(L, w);
+        return sched_suspend_timeout(L, w, timeout > 0 ? (uint64_t) (timeout * 1e6) : SCHED_NO_DEADLINE,
+                                     on_unit_timeout);
 }
 
 static int l_wait_unit(lua_State *L) {
@@ -463,7 +476,7 @@ static int push_status(lua_State *L, void *userdata) {
 static int on_host_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         HostCmd *h = userdata;
         Wait *w = h->w;
-        int status = si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+        int status = hostcmd_status(si);
         sd_event_source_disable_unref(h->child);
         w->data = NULL;
         free(h);
@@ -486,29 +499,39 @@ static int l_host_exec(lua_State *L) {
         size_t n = lua_rawlen(L, 1);
         if (n == 0)
                 return luaL_error(L, "host_exec: empty command");
-        char **argv = calloc(n + 1, sizeof(char *));
         for (size_t i = 0; i < n; i++) {
-                lua_rawgeti(L, 1, (lua_Integer) i + 1);
-                argv[i] = (char *) luaL_checkstring(L, -1);
+                if (lua_rawgeti(L, 1, (lua_Integer) i + 1) != LUA_TSTRING)
+                        return luaL_error(L, "host_exec: argument %d must be a string", (int) i + 1);
                 lua_pop(L, 1);
         }
-        pid_t pid;
-        extern char **environ;
-        int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
-        if (r != 0) {
-                free(argv);
-                return luaL_error(L, "cannot run %s: %s", lua_tostring(L, -1), strerror(r));
-        }
-        Wait *w = sched_wait_new(L, "host command %s", argv[0]);
-        free(argv);
+        lua_rawgeti(L, 1, 1);
+        const char *program = lua_tostring(L, -1);   /* kept by the table */
+        lua_pop(L, 1);
+        Wait *w = sched_wait_new(L, "host command %s", program);
+
+        char **argv = calloc(n + 1, sizeof(char *));
         HostCmd *h = calloc(1, sizeof(HostCmd));
-        h->pid = pid;
-        h->w = w;
-        r = sd_event_add_child(sched_event(), &h->child, pid, WEXITED, on_host_exit, h);
+        int r = argv && h ? 0 : -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                lua_rawgeti(L, 1, (lua_Integer) i + 1);
+                argv[i] = (char *) lua_tostring(L, -1);
+                lua_pop(L, 1);
+        }
+        if (r >= 0)
+                r = hostcmd_spawn(argv, &h->pid);
+        free(argv);
+        if (r >= 0) {
+                h->w = w;
+                r = sd_event_add_child(sched_event(), &h->child, h->pid, WEXITED, on_host_exit, h);
+                if (r < 0) {
+                        kill(h->pid, SIGKILL);
+                        waitpid(h->pid, NULL, 0);
+                }
+        }
         if (r < 0) {
-                waitpid(pid, NULL, 0);
                 free(h);
-                return luaL_error(L, "cannot watch the command: %s", strerror(-r));
+                wait_discard(w);
+                return luaL_error(L, "cannot run %s: %s", program, strerror(-r));
         }
         w->data = h;
         w->cancel = host_cancel;

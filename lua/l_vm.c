@@ -282,10 +282,13 @@ static int qmp_call(lua_State *L, Node *n, const char *what, int r, QmpCall *c, 
 static QmpCall *qmp_prepare(lua_State *L, Node *n, Wait **ret_w, const char *what) {
         if (!machine_is_up(n->m))
                 luaL_error(L, "%s: %s: the VM is not running", n->name, what);
+        Wait *w = sched_wait_new(L, "%s: %s", n->name, what);
         QmpCall *c = calloc(1, sizeof *c);
-        if (!c)
+        if (!c) {
+                wait_discard(w);
                 luaL_error(L, "out of memory");
-        *ret_w = c->w = sched_wait_new(L, "%s: %s", n->name, what);
+        }
+        *ret_w = c->w = w;
         return c;
 }
 

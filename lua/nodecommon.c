@@ -33,8 +33,6 @@ void waitlist_wake(WaitList *l, const char *failure_kind, const char *message) {
         l->v = NULL;
         l->n = l->cap = 0;
         for (size_t i = 0; i < n; i++) {
-                sd_event_source_disable_unref(((void **) v[i]->data)[1]);
-                free(v[i]->data);
                 v[i]->data = NULL;
                 if (failure_kind)
                         sched_wake_failure(v[i], failure_kind, message);
@@ -44,42 +42,19 @@ void waitlist_wake(WaitList *l, const char *failure_kind, const char *message) {
         free(v);
 }
 
-/* A list wait: data = { list, deadline source }. */
+/* A list wait: data = the list. Its deadline is the scheduler's, which cancels (takes it off
+ * the list) before it fails the wait with "timed out: <what>". */
 static void listwait_cancel(Wait *w) {
-        void **d = w->data;
-        if (!d)
-                return;
-        waitlist_remove(d[0], w);
-        sd_event_source_disable_unref(d[1]);
-        free(d);
-}
-
-static int on_listwait_deadline(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
-        Wait *w = userdata;
-        void **d = w->data;
-        _cleanup_free_ char *msg = NULL;
-        waitlist_remove(d[0], w);
-        sd_event_source_disable_unref(d[1]);
-        free(d);
+        if (w->data)
+                waitlist_remove(w->data, w);
         w->data = NULL;
-        if (asprintf(&msg, "timed out: %s", w->what ? w->what : "waiting") < 0)
-                msg = NULL;
-        sched_wake_failure(w, "Timeout", msg ? msg : "timed out");
-        return 0;
 }
 
 int waitlist_suspend(lua_State *L, WaitList *l, double timeout, Wait *w) {
-        void **d = calloc(2, sizeof(void *));
-        if (!d)
-                return luaL_error(L, "out of memory");
-        d[0] = l;
-        if (timeout > 0)
-                sd_event_add_time_relative(sched_event(), (sd_event_source **) &d[1], CLOCK_MONOTONIC,
-                                           (uint64_t) (timeout * 1e6), 1000, on_listwait_deadline, w);
-        w->data = d;
+        w->data = l;
         w->cancel = listwait_cancel;
         waitlist_add(l, w);
-        return sched_suspend(L, w);
+        return sched_suspend_timeout(L, w, timeout > 0 ? (uint64_t) (timeout * 1e6) : SCHED_NO_DEADLINE, NULL);
 }
 
 int console_log_open(ConsoleLog *c, const char *path) {

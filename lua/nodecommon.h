@@ -42,16 +42,14 @@ void console_log_done(ConsoleLog *c);
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "links.h"
 #include "machine.h"
 
 typedef struct Units Units;
 
 /* One of the node's links. A container: a veth whose peer is born in its network namespace, made
  * again at every boot. A VM: a tap, made at its first start (ifname and the addresses unused). */
-typedef struct NodeLink {
-        char *host_ifname, *bridge, *ifname, *mac, *ip_cidr, *ipv6_cidr;
-        bool blocked;              /* block() holds across reboots: the new host end starts down */
-} NodeLink;
+typedef Link NodeLink;
 
 typedef struct Node Node;
 
