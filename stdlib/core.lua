@@ -2,6 +2,10 @@
 -- runtime that reads best in Lua. Loaded first; `internal` is the C side's private table.
 local internal = ...
 
+-- The stdlib's modules, each a table of what the next ones use (node, net, container, vm),
+-- in the order Makefile.am's STDLIB_FILES loads them.
+internal.modules = {}
+
 local fmt, concat, pack, unpack = string.format, table.concat, table.pack, table.unpack
 
 ---------------------------------------------------------------------------------------------
