@@ -6,6 +6,7 @@ local internal = ...
 local fmt, concat = string.format, table.concat
 local fail_with, nested = internal.fail_with, internal.nested
 local opt_timeout = internal.opt_timeout
+local C = internal.container
 local node = internal.modules.node
 local usage_error, shell_quote, unit_suffix = node.usage_error, node.shell_quote, node.unit_suffix
 
@@ -160,7 +161,7 @@ local function declare_container(name, opts, start_script)
     files = files, console_log = console_log,
     system = opts.system, start_script = start_script,
   }
-  local h = internal.container_new(name, state_dir, root .. "/shared-xchg", c_opts)
+  local h = C.new(name, state_dir, root .. "/shared-xchg", c_opts)
   local n = setmetatable({
     name = name, kind = "container", _h = h, _started = false, _console_seen = 0,
     -- as the NixOS driver's machine attributes: the host side of /tmp/shared, the node's state
@@ -190,7 +191,7 @@ end
 local preflight_done = false
 function Container:_preflight()
   if preflight_done then return end
-  local ok, err = internal.container_preflight(#node.sorted)
+  local ok, err = C.preflight(#node.sorted)
   if not ok then fail_with("HostError", err) end
   preflight_done = true
 end
@@ -276,15 +277,15 @@ function Container:copy_from_host(source, target)
   local tmp = node.shared_tmp()
   local host_dir = node.state_root() .. "/shared-xchg/" .. tmp
   local base = source:match("([^/]+)/*$") or source
-  if internal.host_exec({ "mkdir", "-p", host_dir }) ~= 0
-    or internal.host_exec({ "cp", "-r", "--preserve=mode,timestamps", source, host_dir .. "/" .. base }) ~= 0 then
+  if node.host_exec({ "mkdir", "-p", host_dir }) ~= 0
+    or node.host_exec({ "cp", "-r", "--preserve=mode,timestamps", source, host_dir .. "/" .. base }) ~= 0 then
     fail_with("TestFailure", fmt("%s: copy_from_host: cannot copy %s", self.name, source))
   end
   local dir = target:match("^(.*)/[^/]*$")
   if dir and dir ~= "" then self:succeed("mkdir -p " .. shell_quote(dir)) end
   self:succeed(fmt("cp -r --preserve=mode,timestamps %s %s", shell_quote("/tmp/shared/" .. tmp .. "/" .. base),
     shell_quote(target)))
-  internal.host_exec({ "rm", "-rf", host_dir })
+  node.host_exec({ "rm", "-rf", host_dir })
 end
 
 function Container:copy_from_machine(source, opts)
@@ -296,9 +297,9 @@ function Container:copy_from_machine(source, opts)
     shell_quote("/tmp/shared/" .. tmp), shell_quote(source), shell_quote("/tmp/shared/" .. tmp .. "/" .. base)))
   local out = (OUTPUT_DIR or ".") .. (target_dir ~= "" and ("/" .. target_dir) or "")
   local host_src = node.state_root() .. "/shared-xchg/" .. tmp
-  if internal.host_exec({ "mkdir", "-p", out }) ~= 0
-    or internal.host_exec({ "cp", "-r", "--preserve=mode,timestamps", host_src .. "/" .. base, out .. "/" }) ~= 0 then
+  if node.host_exec({ "mkdir", "-p", out }) ~= 0
+    or node.host_exec({ "cp", "-r", "--preserve=mode,timestamps", host_src .. "/" .. base, out .. "/" }) ~= 0 then
     fail_with("TestFailure", fmt("%s: copy_from_machine: cannot copy %s to %s", self.name, source, out))
   end
-  internal.host_exec({ "rm", "-rf", host_src })
+  node.host_exec({ "rm", "-rf", host_src })
 end

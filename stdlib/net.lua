@@ -7,6 +7,7 @@ local internal = ...
 
 local fmt, concat = string.format, table.concat
 local fail_with, nested = internal.fail_with, internal.nested
+local C = internal.net
 local base = internal.modules.node
 local usage_error, sorted, Node = base.usage_error, base.sorted, base.Node
 
@@ -38,7 +39,7 @@ local function ipv6_hex(text)
   return out:lower()
 end
 
-local plan            -- the addressing plan (net_plan), frozen once a node uses it
+local plan            -- the addressing plan (C.plan), frozen once a node uses it
 local plan_frozen = false
 local bridges_made = {}
 local net_checked = false
@@ -46,7 +47,7 @@ local net_checked = false
 local function compute_plan()
   local specs = {}
   for i, n in ipairs(sorted) do specs[i] = { name = n.name, vlans = n._vlans } end
-  local p, err = internal.net_plan(specs)
+  local p, err = C.plan(specs)
   if not p then usage_error(err) end
   return p
 end
@@ -121,13 +122,13 @@ end
 function M.prepare(node)
   local links = links_of(node)
   if not net_checked and #current_plan().vlans > 0 then
-    local ok, err = internal.net_preflight(false, false)
+    local ok, err = C.preflight(false, false)
     if not ok then fail_with("HostError", err) end
     net_checked = true
   end
   for _, l in ipairs(links) do
     if not bridges_made[l.vlan] then
-      local ok, err = internal.net_bridge(l.vlan, l.bridge)
+      local ok, err = C.bridge(l.vlan, l.bridge)
       if not ok then fail_with("HostError", fmt("VLAN %d: %s", l.vlan, err)) end
       bridges_made[l.vlan] = true
     end
@@ -172,7 +173,7 @@ local function set_links_up(node, opts, up, what)
   for _, l in ipairs(links_on(node, opts, what)) do
     node._h:set_link_blocked(l.host_ifname, not up)
     if bridges_made[l.vlan] then
-      local ok, err = internal.net_link_up(l.host_ifname, up)
+      local ok, err = C.link_up(l.host_ifname, up)
       -- a node that is not running has no host end: nothing to cut, and its next boot is fresh
       if not ok and node._h:is_up() then fail_with("TestFailure", fmt("%s: %s: %s", node.name, what, err)) end
     end
@@ -207,7 +208,7 @@ local function impair_links(links, spec, who)
     if next(netem) == nil then netem = nil end
   end
   for _, l in ipairs(links) do
-    local ok, err, why = internal.net_netem(l.host_ifname, netem)
+    local ok, err, why = C.netem(l.host_ifname, netem)
     if not ok then
       if why == "unsupported" then fail_with("HostError", fmt("%s: impair: %s", who, err)) end
       fail_with("TestFailure", fmt("%s: impair: %s", who, err))
@@ -309,4 +310,5 @@ function M.set_vlan_globals(n)
   for _, v in ipairs(n._vlans) do _G["vlan" .. v] = vlan_object(v) end
 end
 
-function M.preflight(need_tun, need_netem) return internal.net_preflight(need_tun, need_netem) end
+-- preflight(need_tun, need_netem) -> true | nil, message: what the host lacks for them.
+M.preflight = C.preflight

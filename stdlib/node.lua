@@ -8,9 +8,13 @@ local fmt, concat = string.format, table.concat
 local fail_with, nested = internal.fail_with, internal.nested
 local clog, opt_timeout = internal.log, internal.opt_timeout
 local modules = internal.modules
+local C = internal.node
 
 local M = {}
 modules.node = M
+
+-- host_exec({argv...}) -> exit status: a command on the host, for the kinds' file copies.
+M.host_exec = C.host_exec
 
 local DEFAULT_TIMEOUT = 900
 M.DEFAULT_TIMEOUT = DEFAULT_TIMEOUT
@@ -125,7 +129,7 @@ function M.existing_node(kind, name)
     if internal.redeclare then return existing end
     usage_error(fmt("%s %q is declared twice", kind, name))
   end
-  if not internal.sandboxed() then
+  if not C.sandboxed() then
     fail_with("HostError", fmt("%s %q: %s need root (moonrig runs them in its own namespaces); "
       .. "run moonrig as root", kind, name, M.kinds[kind].plural))
   end

@@ -6,6 +6,7 @@ local internal = ...
 local fmt, concat = string.format, table.concat
 local fail_with, nested = internal.fail_with, internal.nested
 local clog, opt_timeout = internal.log, internal.opt_timeout
+local C = internal.vm
 local modules = internal.modules
 local node = modules.node
 local usage_error, shell_quote, unit_suffix = node.usage_error, node.shell_quote, node.unit_suffix
@@ -44,7 +45,7 @@ local function declare_vm(name, opts, start_script)
   if existing then return existing end
   local root, state_dir, console_log = node.node_paths(name)
   os.execute("mkdir -p -m 0700 '" .. state_dir .. "'")
-  local h = internal.vm_new(name, state_dir, root .. "/shared-xchg", {
+  local h = C.new(name, state_dir, root .. "/shared-xchg", {
     kernel = opts.kernel, initrd = opts.initrd, append = opts.append, drives = opts.drives,
     qemu = opts.qemu, memory = opts.memory, cpus = opts.cpus, accel = opts.accel,
     boot_timeout = opts.boot_timeout, qemu_args = opts.qemu_args, start_script = start_script,
@@ -212,8 +213,8 @@ function VmNode:copy_from_machine(source, opts)
   local host_tmp = node.state_root() .. "/copy-" .. node.shared_tmp() .. ".tar"
   local f = status == 0 and io.open(host_tmp, "wb")
   local ok = f and f:write(archive) and f:close()
-  ok = ok and internal.host_exec({ "mkdir", "-p", out }) == 0
-    and internal.host_exec({ "tar", "-C", out, "-xf", host_tmp }) == 0
+  ok = ok and node.host_exec({ "mkdir", "-p", out }) == 0
+    and node.host_exec({ "tar", "-C", out, "-xf", host_tmp }) == 0
   os.remove(host_tmp)
   if not ok then
     fail_with("TestFailure", fmt("%s: copy_from_machine: cannot copy %s to %s%s", self.name, source, out,
