@@ -123,12 +123,13 @@ function VmNode:wait_for_unit(unit, opts)
     retry(function()
       local state = self:get_unit_property(name, "ActiveState", opts)
       if state == "failed" then
-        fail_with("TestFailure", fmt('unit "%s" reached state "failed"', name), { node = self.name, unit = name })
+        fail_with("TestFailure", fmt('unit "%s" reached state "failed"', name),
+          { node = self.name, unit = name, state = state })
       elseif state == "inactive" then
         local _, jobs = self:systemctl("list-jobs --full 2>&1", opts)
         if jobs:find("No jobs") and self:get_unit_property(name, "ActiveState", opts) == "inactive" then
           fail_with("TestFailure", fmt('unit "%s" is inactive and there are no pending jobs', name),
-            { node = self.name, unit = name })
+            { node = self.name, unit = name, state = "inactive" })
         end
       end
       return state == "active"
