@@ -16,6 +16,9 @@ int nodes_from_config(lua_State *L, const struct Config *cfg, char **ret_error);
 
 /* Push the stdlib's private table (registry "moonrig.internal"). */
 void bridge_internal(lua_State *L);
+/* Push its sub-table `module` (internal.net, internal.vm, ...), made if missing: one Lua
+ * module's C functions, so that each stdlib file takes only what it uses. */
+void bridge_internal_module(lua_State *L, const char *module);
 
 void bridge_open_log(lua_State *L);
 void bridge_open_nodes(lua_State *L);

@@ -264,14 +264,14 @@ void bridge_open_net(lua_State *L) {
         lua_pop(L, 1);
 
         static const luaL_Reg internal[] = {
-                { "net_plan", l_net_plan },
-                { "net_preflight", l_net_preflight },
-                { "net_bridge", l_net_bridge },
-                { "net_link_up", l_net_link_up },
-                { "net_netem", l_net_netem },
+                { "plan", l_net_plan },
+                { "preflight", l_net_preflight },
+                { "bridge", l_net_bridge },
+                { "link_up", l_net_link_up },
+                { "netem", l_net_netem },
                 { NULL, NULL },
         };
-        bridge_internal(L);
+        bridge_internal_module(L, "net");
         luaL_setfuncs(L, internal, 0);
         lua_pop(L, 1);
 }

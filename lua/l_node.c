@@ -571,14 +571,20 @@ void bridge_open_nodes(lua_State *L) {
         node_add_methods(L, methods);
 
         static const luaL_Reg internal[] = {
-                { "container_new", l_container_new },
                 { "host_exec", l_host_exec },
-                { "container_preflight", l_preflight },
                 { "sandboxed", l_sandboxed },
                 { NULL, NULL },
         };
-        bridge_internal(L);
+        bridge_internal_module(L, "node");
         luaL_setfuncs(L, internal, 0);
+        lua_pop(L, 1);
+        static const luaL_Reg container_internal[] = {
+                { "new", l_container_new },
+                { "preflight", l_preflight },
+                { NULL, NULL },
+        };
+        bridge_internal_module(L, "container");
+        luaL_setfuncs(L, container_internal, 0);
         lua_pop(L, 1);
 }
 

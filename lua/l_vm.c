@@ -354,11 +354,11 @@ void bridge_open_vms(lua_State *L) {
                 { NULL, NULL },
         };
         static const luaL_Reg internal[] = {
-                { "vm_new", l_vm_new },
+                { "new", l_vm_new },
                 { NULL, NULL },
         };
         node_add_methods(L, methods);
-        bridge_internal(L);
+        bridge_internal_module(L, "vm");
         luaL_setfuncs(L, internal, 0);
         lua_pop(L, 1);
 }

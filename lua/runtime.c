@@ -31,6 +31,12 @@ void bridge_internal(lua_State *L) {
         luaL_getsubtable(L, LUA_REGISTRYINDEX, "moonrig.internal");
 }
 
+void bridge_internal_module(lua_State *L, const char *module) {
+        bridge_internal(L);
+        luaL_getsubtable(L, -1, module);
+        lua_remove(L, -2);
+}
+
 lua_State *runtime_lua(Runtime *rt) {
         return rt->L;
 }

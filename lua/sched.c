@@ -581,7 +581,8 @@ void sched_open(lua_State *L) {
         luaL_setfuncs(L, globals, 0);
         lua_pop(L, 1);
 
-        /* The stdlib's private hooks live in the registry table "moonrig.internal". */
+        /* The stdlib's private hooks live in the registry table "moonrig.internal", the
+         * scheduler's in its sub-table internal.sched. */
         static const luaL_Reg internal[] = {
                 { "set_failure_constructor", l_set_failure_constructor },
                 { "yield_tag", l_yield_tag },
@@ -589,6 +590,7 @@ void sched_open(lua_State *L) {
                 { NULL, NULL },
         };
         luaL_getsubtable(L, LUA_REGISTRYINDEX, "moonrig.internal");
+        luaL_getsubtable(L, -1, "sched");
         luaL_setfuncs(L, internal, 0);
-        lua_pop(L, 1);
+        lua_pop(L, 2);
 }

@@ -1,6 +1,13 @@
 -- core.lua: failures, expect, subtest, retry, polling_condition and nested: the part of the
--- runtime that reads best in Lua. Loaded first; `internal` is the C side's private table.
+-- runtime that reads best in Lua. Loaded first; `internal` is the C side's private table: each
+-- C file's functions in a sub-table (internal.sched, internal.log, internal.node, internal.net,
+-- internal.container, internal.vm), this file's helpers for the other modules beside them.
 local internal = ...
+local sched = internal.sched
+
+-- The stdlib's modules, each a table of what the next ones use (node, net, container, vm),
+-- in the order Makefile.am's STDLIB_FILES loads them.
+internal.modules = {}
 
 local fmt, concat, pack, unpack = string.format, table.concat, table.pack, table.unpack
 
@@ -37,7 +44,7 @@ end
 
 local function is_failure(v) return getmetatable(v) == Failure end
 
-internal.set_failure_constructor(failure)
+sched.set_failure_constructor(failure)
 internal.failure = failure
 internal.is_failure = is_failure
 
@@ -74,12 +81,15 @@ local function error_message(e)
 end
 internal.error_message = error_message
 
+-- CLOCK_MONOTONIC in seconds, for every module.
+internal.now = sched.now
+
 ---------------------------------------------------------------------------------------------
 -- User coroutines keep working when the runner yields inside them: the runner's yields
 -- carry a tag, and resume() passes tagged yields up to the scheduler and the answer back.
 
 do
-  local TAG = internal.yield_tag()
+  local TAG = sched.yield_tag()
   local co_create, co_resume, co_yield, co_status =
     coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 

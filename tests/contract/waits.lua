@@ -49,4 +49,5 @@ else
   e = expect.raises(function() n:wait_for_unit("contract-bad", { timeout = 60 }) end)
   expect.eq({ e.kind, e.node, e.unit }, { "TestFailure", "n", "contract-bad.service" })
   expect.eq(e.message, 'unit "contract-bad.service" reached state "failed"')
+  expect.eq(e.state, "failed", "the failure names the unit's state in a field")
 end
