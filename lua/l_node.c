@@ -251,13 +251,18 @@ static void unitwait_cancel(Wait *w) {
         w->data = NULL;
 }
 
-static void unitwait_fail(UnitWait *u, const char *kind, const char *message) {
+/* state: the unit's last ActiveState, as the failure's `state` field (NULL: none). */
+static void unitwait_fail_state(UnitWait *u, const char *kind, const char *message, const char *state) {
         Wait *w = u->w;
         w->data = NULL;
         u->uw = NULL;
         u->q = NULL;
         unitwait_free(u);
-        sched_wake_failure(w, kind, message);
+        sched_wake_failure_field(w, kind, message, "state", state);
+}
+
+static void unitwait_fail(UnitWait *u, const char *kind, const char *message) {
+        unitwait_fail_state(u, kind, message, NULL);
 }
 
 static void on_unit_active(int error, const char *state, const char *message, void *userdata) {
@@ -275,7 +280,7 @@ static void on_unit_active(int error, const char *state, const char *message, vo
                 return;
         }
         if (error < 0) {
-                unitwait_fail(u, "TestFailure", message ? message : strerror(-error));
+                unitwait_fail_state(u, "TestFailure", message ? message : strerror(-error), state);
                 return;
         }
         Wait *w = u->w;

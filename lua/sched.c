@@ -295,16 +295,24 @@ void sched_push_failure(lua_State *L, const char *kind, const char *message) {
         lua_pushstring(L, message);
 }
 
-typedef struct { const char *kind, *message; } FailureArgs;
+typedef struct { const char *kind, *message, *field, *value; } FailureArgs;
 
 static int push_failure(lua_State *L, void *userdata) {
         FailureArgs *a = userdata;
         sched_push_failure(L, a->kind, a->message);
+        if (a->field && a->value && lua_istable(L, -1)) {
+                lua_pushstring(L, a->value);
+                lua_setfield(L, -2, a->field);
+        }
         return 1;
 }
 
 void sched_wake_failure(Wait *w, const char *kind, const char *message) {
-        FailureArgs a = { kind, message };
+        sched_wake_failure_field(w, kind, message, NULL, NULL);
+}
+
+void sched_wake_failure_field(Wait *w, const char *kind, const char *message, const char *field, const char *value) {
+        FailureArgs a = { kind, message, field, value };
         sched_wake(w, false, push_failure, &a);
 }
 

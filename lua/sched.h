@@ -55,6 +55,9 @@ void sched_wake(Wait *w, bool ok, sched_push_fn push, void *userdata);
 void sched_wake_ok(Wait *w);
 /* Wake with a failure object built by the stdlib: kind and message, plus optional fields. */
 void sched_wake_failure(Wait *w, const char *kind, const char *message);
+/* The same, with one more string field on the failure (field = value; none when value is NULL),
+ * so that the stdlib reads what happened from a field, never from the message's text. */
+void sched_wake_failure_field(Wait *w, const char *kind, const char *message, const char *field, const char *value);
 
 /* True while a task (not the REPL's main state) is running: waits are only allowed then. */
 bool sched_in_task(lua_State *L);

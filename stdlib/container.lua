@@ -226,9 +226,7 @@ function Container:wait_for_unit(unit, opts)
       if internal.is_failure(e) then
         e.node = self.name
         e.unit = name
-        -- The unit's state is a field of the failure (lua/l_node.c's on_unit_active); read from
-        -- the message only where the C side does not set it yet.
-        if e.state == nil and e.message:match('reached state "failed"') then e.state = "failed" end
+        -- The unit's state is a field of the failure (lua/l_node.c's on_unit_active).
         if e.state == "failed" then
           -- As root, journalctl --user-unit matches uid 0's units: name the user's uid instead.
           local cmd = user and fmt("u=$(id -u %q) && journalctl --no-pager -n 20 _UID=$u "

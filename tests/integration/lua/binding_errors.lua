@@ -18,50 +18,50 @@ local function returns_error(what, text, fn, ...)
   log.info("ok - " .. what)
 end
 
-subtest("internal.container_new: arguments checked before anything is made", function()
-  raises("container_new without a state directory", "bad argument #2", internal.container_new, "x")
+subtest("internal.container.new: arguments checked before anything is made", function()
+  raises("container_new without a state directory", "bad argument #2", internal.container.new, "x")
   raises("container_new with options that are no table", "bad argument #4",
-    internal.container_new, "x", "/nonexistent", nil, "opts")
+    internal.container.new, "x", "/nonexistent", nil, "opts")
   raises("container_new with services not a list", "option services must be a list of strings",
-    internal.container_new, "x", "/nonexistent", nil, { services = "nginx" })
+    internal.container.new, "x", "/nonexistent", nil, { services = "nginx" })
   raises("container_new with a bind entry not a string", "option bind: entry 2 must be a string",
-    internal.container_new, "x", "/nonexistent", nil, { services = { "a" }, bind = { "/a", {} } })
+    internal.container.new, "x", "/nonexistent", nil, { services = { "a" }, bind = { "/a", {} } })
   raises("container_new with a file that is no table", "x: files: entry 1 must be a table",
-    internal.container_new, "x", "/nonexistent", nil, { env = { "A=1" }, files = { "/etc/x" } })
+    internal.container.new, "x", "/nonexistent", nil, { env = { "A=1" }, files = { "/etc/x" } })
   local many = {}
   for i = 1, 257 do many[i] = { path = "/f" .. i, content = "x" } end
   raises("container_new with too many files", "x: too many files (at most 256)",
-    internal.container_new, "x", "/nonexistent", nil, { bind_ro = { "/a" }, files = many })
+    internal.container.new, "x", "/nonexistent", nil, { bind_ro = { "/a" }, files = many })
   raises("container_new with an unwritable console log",
     "x: cannot open its console log /nonexistent/dir/x.console.log",
-    internal.container_new, "x", "/nonexistent", nil, { devices = { "/dev/null" },
+    internal.container.new, "x", "/nonexistent", nil, { devices = { "/dev/null" },
       console_log = "/nonexistent/dir/x.console.log" })
 end)
 
-subtest("internal.host_exec: a command that cannot run", function()
-  raises("host_exec of an empty command", "host_exec: empty command", internal.host_exec, {})
-  raises("host_exec of no table", "bad argument #1", internal.host_exec, "true")
+subtest("internal.node.host_exec: a command that cannot run", function()
+  raises("host_exec of an empty command", "host_exec: empty command", internal.node.host_exec, {})
+  raises("host_exec of no table", "bad argument #1", internal.node.host_exec, "true")
   raises("host_exec with an argument not a string", "host_exec: argument 2 must be a string",
-    internal.host_exec, { "echo", {} })
+    internal.node.host_exec, { "echo", {} })
   raises("host_exec of a missing program",
     "cannot run /nonexistent/program: No such file or directory",
-    internal.host_exec, { "/nonexistent/program", "arg" })
-  expect.eq(internal.host_exec({ "sh", "-c", "exit 3" }), 3, "host_exec's exit status")
+    internal.node.host_exec, { "/nonexistent/program", "arg" })
+  expect.eq(internal.node.host_exec({ "sh", "-c", "exit 3" }), 3, "host_exec's exit status")
   log.info("ok - host_exec returns the exit status")
 end)
 
-subtest("internal.net_*: a bad plan, bad links", function()
-  raises("net_plan of no table", "bad argument #1", internal.net_plan, 5)
+subtest("internal.net.*: a bad plan, bad links", function()
+  raises("net_plan of no table", "bad argument #1", internal.net.plan, 5)
   returns_error("net_plan with a VLAN out of range",
-    "node a: vlans: entry 2 must be a VLAN number from 0 to", internal.net_plan,
+    "node a: vlans: entry 2 must be a VLAN number from 0 to", internal.net.plan,
     { { name = "a", vlans = { 1, -1 } } })
   returns_error("net_plan with a VLAN not a number", "node a: vlans: entry 1 must be a VLAN number",
-    internal.net_plan, { { name = "a", vlans = { "one" } } })
-  raises("net_plan with a node without a name", "bad argument", internal.net_plan, { { vlans = { 1 } } })
-  returns_error("net_link_up of a missing link", "setting moonrig-nosuch0 up: looking up moonrig-nosuch0: No such device", internal.net_link_up, "moonrig-nosuch0", true)
+    internal.net.plan, { { name = "a", vlans = { "one" } } })
+  raises("net_plan with a node without a name", "bad argument", internal.net.plan, { { vlans = { 1 } } })
+  returns_error("net_link_up of a missing link", "setting moonrig-nosuch0 up: looking up moonrig-nosuch0: No such device", internal.net.link_up, "moonrig-nosuch0", true)
   returns_error("net_netem with a negative rate", "rate -1.0 is not a number of kbit/s from 0 to 2^64",
-    internal.net_netem, "moonrig-nosuch0", { rate = -1 })
-  raises("net_bridge without a name", "bad argument #2", internal.net_bridge, 1)
+    internal.net.netem, "moonrig-nosuch0", { rate = -1 })
+  raises("net_bridge without a name", "bad argument #2", internal.net.bridge, 1)
 end)
 
 local a = container "a" {
@@ -87,7 +87,7 @@ end)
 
 subtest("a start that fails", function()
   local dir = io.popen("mktemp -d /tmp/moonrig-binding-errors.XXXXXX"):read("l")
-  local bad = internal.container_new("badimage", dir, nil, { image = "/nonexistent-image" })
+  local bad = internal.container.new("badimage", dir, nil, { image = "/nonexistent-image" })
   local ok, err = pcall(function()
     local started = pcall(bad.start, bad)
     if started then bad:wait_ready(60) end
@@ -118,18 +118,18 @@ subtest("waits that time out, waits outside a task", function()
   raises("a unit wait from C (not a task)", "this call waits, and can only be made from a test script",
     string.gsub, "x", "x", function() h:wait_unit("slow.service") end)
   raises("a host command from C (not a task)", "this call waits, and can only be made from a test script",
-    string.gsub, "x", "x", function() internal.host_exec({ "true" }) end)
+    string.gsub, "x", "x", function() internal.node.host_exec({ "true" }) end)
   raises("wait_unit of an unknown user", 'a: cannot reach systemd of user nosuchuser',
     h.wait_unit, h, "default.target", "nosuchuser", 30)
 end)
 
 subtest("a VM's handle in bad states", function()
   local dir = io.popen("mktemp -d /tmp/moonrig-binding-errors.XXXXXX"):read("l")
-  local v = internal.vm_new("v", dir, nil, { kernel = "/nonexistent/vmlinuz", accel = "tcg" })
+  local v = internal.vm.new("v", dir, nil, { kernel = "/nonexistent/vmlinuz", accel = "tcg" })
   raises("a QMP call to a VM that does not run", "v: monitor command: the VM is not running", v.hmp, v, "info status")
   raises("wait_event of a VM that does not run", "v: QMP API is not ready yet", v.wait_event, v, 1)
   raises("send_console to a VM that does not run", "v: cannot write to the console", v.send_console, v, "x")
   raises("a container's method on a VM", "v: not available on a VM node", v.wait_unit, v, "x.service")
-  raises("vm_new with a memory that is no number", "bad argument", internal.vm_new, "w", dir, nil, { memory = "lots" })
+  raises("vm_new with a memory that is no number", "bad argument", internal.vm.new, "w", dir, nil, { memory = "lots" })
   os.execute("rm -rf '" .. dir .. "'")
 end)
