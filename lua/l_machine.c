@@ -158,12 +158,6 @@ static void node_cleanup_all(void) {
         }
 }
 
-void wait_discard(Wait *w) {
-        free(w->what);
-        free(w->where);
-        free(w);
-}
-
 /* ---- lifecycle ---- */
 
 static int l_start(lua_State *L) {
@@ -397,7 +391,7 @@ static int l_exec(lua_State *L) {
         }
         if (r < 0) {
                 free(ew);
-                wait_discard(w);
+                sched_wait_discard(w);
                 if (r == -ESRCH)
                         return luaL_error(L, "%s: the %s is not running", n->name, n->kind->noun);
                 return luaL_error(L, "%s: cannot run `%s`: %s", n->name, cmd, strerror(-r));

@@ -407,7 +407,7 @@ static int unit_request(lua_State *L, bool show) {
         }
         if (r < 0) {
                 unitwait_free(u);
-                wait_discard(w);
+                sched_wait_discard(w);
                 return luaL_error(L, "%s: cannot wait for unit \"%s\": %s", n->name, unit, strerror(-r));
         }
         w->data = u;
@@ -458,8 +458,10 @@ static int l_probe(lua_State *L) {
                 return luaL_error(L, "%s: the container is not running", n->name);
         w = sched_wait_new(L, "%s: probing %s %s", n->name, kind, addr);
         r = probe_start(sched_event(), container_leader_pidfd(node_container(n)), k, addr, port, on_probe_done, w, &p);
-        if (r < 0)
+        if (r < 0) {
+                sched_wait_discard(w);
                 return luaL_error(L, "%s: cannot probe %s %s: %s", n->name, kind, addr, strerror(-r));
+        }
         w->data = p;
         w->cancel = probe_wait_cancel;
         return sched_suspend(L, w);
@@ -535,7 +537,7 @@ static int l_host_exec(lua_State *L) {
         }
         if (r < 0) {
                 free(h);
-                wait_discard(w);
+                sched_wait_discard(w);
                 return luaL_error(L, "cannot run %s: %s", program, strerror(-r));
         }
         w->data = h;

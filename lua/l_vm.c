@@ -271,7 +271,7 @@ static void qmp_wait_cancel(Wait *w) {
 static int qmp_call(lua_State *L, Node *n, const char *what, int r, QmpCall *c, Wait *w) {
         if (r < 0) {
                 free(c);
-                wait_discard(w);
+                sched_wait_discard(w);
                 return luaL_error(L, "%s: %s: %s", n->name, what, strerror(-r));
         }
         w->data = c;
@@ -285,7 +285,7 @@ static QmpCall *qmp_prepare(lua_State *L, Node *n, Wait **ret_w, const char *wha
         Wait *w = sched_wait_new(L, "%s: %s", n->name, what);
         QmpCall *c = calloc(1, sizeof *c);
         if (!c) {
-                wait_discard(w);
+                sched_wait_discard(w);
                 luaL_error(L, "out of memory");
         }
         *ret_w = c->w = w;

@@ -95,5 +95,3 @@ Node *node_push_new(lua_State *L, const NodeKind *kind, const char *name, const 
 Node *node_check(lua_State *L, int i, const NodeKind *kind);
 /* Adds methods to the handle's metatable (created at the first call). */
 void node_add_methods(lua_State *L, const luaL_Reg *methods);
-/* A wait made but never suspended on (the request failed at once). */
-void wait_discard(Wait *w);

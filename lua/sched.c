@@ -220,6 +220,10 @@ static int wait_continue(lua_State *L, int status, lua_KContext ctx) {
         return lua_gettop(L) - (base + 1);
 }
 
+void sched_wait_discard(Wait *w) {
+        wait_free(w);
+}
+
 int sched_suspend(lua_State *L, Wait *w) {
         Task *t = w->task;
         t->wait = w;

@@ -42,6 +42,9 @@ Task *sched_spawn(lua_State *L, const char *name, int nargs);
  * function's caller then receives the values pushed by the waker. */
 Wait *sched_wait_new(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sched_suspend(lua_State *L, Wait *w);
+/* Free a wait that was made but will not be suspended on (its binding failed before): call it
+ * before raising, so the error leaks nothing. */
+void sched_wait_discard(Wait *w);
 /* As sched_suspend, with the wait's deadline kept by the scheduler: unless woken first, after
  * timeout_usec (SCHED_NO_DEADLINE: never) the wait's cancel function runs, then on_timeout(w)
  * wakes it; with on_timeout NULL it fails with a Timeout failure "timed out: <what>". If the
