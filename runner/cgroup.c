@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <systemd/sd-id128.h>
 
 #include "cgroup.h"
@@ -123,8 +124,12 @@ void cgroup_sweep(const char *our_dir) {
         while (d && (de = readdir(d))) {
                 _cleanup_free_ char *run = NULL;
 
+                struct stat st;
+
                 if (de->d_type != DT_DIR || !cgroup_is_run_name(de->d_name) ||
                     asprintf(&run, "%s/%s", our_dir, de->d_name) < 0)
+                        continue;
+                if (stat(run, &st) < 0 || time(NULL) - st.st_mtime < CGROUP_SWEEP_MIN_AGE)
                         continue;
                 cgroup_populated = false;
                 if (nftw(run, note_populated, 16, FTW_PHYS | FTW_MOUNT) < 0 || cgroup_populated)

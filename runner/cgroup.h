@@ -21,7 +21,10 @@ void cgroup_node_join(char *const *cgroups, size_t n);
 void cgroup_node_remove(char *cgroups[static 2]);
 
 /* Removes the moonrig-* trees below our_dir that hold no process (a run killed with SIGKILL left
- * them); a live run's hold its nspawns and stay. */
+ * them); a live run's hold its nspawns and stay. A tree made in the last CGROUP_SWEEP_MIN_AGE
+ * seconds stays too: a run that is starting beside us makes its directories before its first
+ * process joins them, and must not lose them in between. */
+#define CGROUP_SWEEP_MIN_AGE 60
 void cgroup_sweep(const char *our_dir);
 
 /* ---- pure helpers, exposed for the unit tests ---- */

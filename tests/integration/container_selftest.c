@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "cgroup.h"
 #include "container.h"
 #include "exec.h"
 #include "machine.h"
@@ -1034,7 +1035,7 @@ static int rmdir_only(const char *p, const struct stat *st _unused_, int t, stru
 static pid_t cgroup_live_pid;
 static bool cgroup_stale_made;
 /* Named after our temporary directory: another selftest may run beside us. */
-static char stale_dead[64], stale_live[64];
+static char stale_dead[64], stale_live[64], stale_young[64];
 
 /* Before the first container start: what a run killed with SIGKILL leaves under our cgroup (empty
  * cgroups), and a live run's (a process in one of them, empty ones beside it). */
@@ -1043,6 +1044,8 @@ static void cgroup_stale_setup(void) {
 
         snprintf(stale_dead, sizeof stale_dead, "/moonrig-selftestdead-%s", strrchr(tmp_dir, '-') + 1);
         snprintf(stale_live, sizeof stale_live, "/moonrig-selftestlive-%s", strrchr(tmp_dir, '-') + 1);
+        /* Empty, but made a moment ago: a run starting beside us, not yet in its cgroups. */
+        snprintf(stale_young, sizeof stale_young, "/moonrig-selftestyoung-%s", strrchr(tmp_dir, '-') + 1);
         cgroup_live_pid = fork();
         if (cgroup_live_pid == 0) {
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -1060,6 +1063,9 @@ static void cgroup_stale_setup(void) {
                         if (d)
                                 (void) mkdir(d, 0755);
                 }
+                _cleanup_free_ char *young = cgroup_dir(u, ours, stale_young);
+                if (young)
+                        (void) mkdir(young, 0755);
                 char pid[32], rel[128];
                 snprintf(rel, sizeof rel, "%s/n1/supervisor/cgroup.procs", stale_live);
                 _cleanup_free_ char *procs = cgroup_dir(u, ours, rel);
@@ -1067,6 +1073,16 @@ static void cgroup_stale_setup(void) {
                 _cleanup_close_ int fd = procs ? open(procs, O_WRONLY | O_CLOEXEC) : -1;
                 if (fd >= 0 && write(fd, pid, strlen(pid)) == (ssize_t) strlen(pid))
                         cgroup_stale_made = true;
+                /* Made just now, both trees are too young for any run's sweep (CGROUP_SWEEP_MIN_AGE),
+                 * so a run starting beside us cannot take the live one before its process is in.
+                 * Only now, populated, are they aged past it, for our first start's sweep. */
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *top = cgroup_dir(u, ours, i ? stale_live : stale_dead);
+                        struct timespec old[2] = { { .tv_sec = time(NULL) - 2 * CGROUP_SWEEP_MIN_AGE },
+                                                   { .tv_sec = time(NULL) - 2 * CGROUP_SWEEP_MIN_AGE } };
+                        if (!top || utimensat(AT_FDCWD, top, old, 0) < 0)
+                                cgroup_stale_made = false;
+                }
         }
 }
 
@@ -1077,7 +1093,7 @@ static void test_cgroups(void) {
         bool all = true;
 
         if (cgroup_live_pid > 0) {
-                bool dead_gone = true, live_kept = true;
+                bool dead_gone = true, live_kept = true, young_kept = true;
                 for (int u = 0; u < 2; u++) {
                         if (!ours[!u] || !cgroup_mount(u))
                                 continue;
@@ -1085,11 +1101,18 @@ static void test_cgroups(void) {
                         snprintf(rel, sizeof rel, "%s/n1/payload/system.slice", stale_live);
                         dead_gone = dead_gone && !cgroup_exists(u, ours[!u], stale_dead);
                         live_kept = live_kept && cgroup_exists(u, ours[!u], rel);
+                        young_kept = young_kept && cgroup_exists(u, ours[!u], stale_young);
+                        _cleanup_free_ char *young = cgroup_dir(u, ours[!u], stale_young);
+                        if (young)
+                                (void) rmdir(young);
                 }
                 check(cgroup_stale_made && dead_gone,
                       "cgroups: the first start removed a dead run's empty moonrig-* cgroups");
                 check(cgroup_stale_made && live_kept,
                       "cgroups: ... but left a live run's alone, its empty ones too");
+                check(cgroup_stale_made && young_kept,
+                      "cgroups: ... and an empty tree made under %d s ago (a run starting beside us)",
+                      CGROUP_SWEEP_MIN_AGE);
                 (void) kill(cgroup_live_pid, SIGKILL);
                 (void) waitpid(cgroup_live_pid, NULL, 0);
                 cgroup_live_pid = 0;
