@@ -45,12 +45,11 @@ sd_event *runtime_event(Runtime *rt) {
         return rt->event;
 }
 
-void runtime_set_output_dir(Runtime *rt, const char *output_dir) {
+void runtime_set_output_dir(Runtime *rt, const char *output_dir, bool console_logs) {
         lua_State *L = rt->L;
         lua_pushstring(L, output_dir ? output_dir : ".");
         lua_setglobal(L, "OUTPUT_DIR");
-        if (output_dir) {
-                /* only an explicit -o gets the per-node console logs */
+        if (output_dir && console_logs) {
                 bridge_internal(L);
                 lua_pushstring(L, output_dir);
                 lua_setfield(L, -2, "output_dir");

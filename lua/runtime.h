@@ -11,9 +11,10 @@ typedef void (*runtime_cleanup_fn)(void);
 int runtime_new(Runtime **ret);
 void runtime_free(Runtime *rt);  /* runs the cleanups (nodes, networks) last first */
 
-/* What the command line says the script sees: the output directory (NULL: the current one, and
- * no per-node console logs) and whether node state is kept between runs. */
-void runtime_set_output_dir(Runtime *rt, const char *output_dir);
+/* What the command line says the script sees: the output directory (NULL: the current one), and
+ * whether nodes keep <output_dir>/<name>.console.log (only with an explicit -o); whether node
+ * state is kept between runs. */
+void runtime_set_output_dir(Runtime *rt, const char *output_dir, bool console_logs);
 void runtime_set_keep_state(Runtime *rt, bool keep);
 
 /* Declare the nodes of a nixpkgs driver configuration before the script runs. */

@@ -48,6 +48,8 @@ int main(int argc, char **argv) {
         }
         for (char **w = o.warnings; w && *w; w++)
                 fprintf(stderr, "moonrig: warning: %s\n", *w);
+        /* The check makes the path absolute, "." too: remember whether -o was given. */
+        bool output_given = o.output_dir != NULL;
         if (options_check_output_dir(&o, &error) < 0)
                 die_usage(error);
 
@@ -95,7 +97,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "moonrig: cannot set up the Lua runtime: %s\n", strerror(-r));
                 return EXIT_HOST;
         }
-        runtime_set_output_dir(rt, o.output_dir);
+        runtime_set_output_dir(rt, o.output_dir, output_given);
         runtime_set_keep_state(rt, o.keep_state);
 
         int code = EXIT_PASSED;
